@@ -1,0 +1,94 @@
+"""The sandbox process itself: ready line, control API, faults, clock, persistence."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import ca_context
+from xtwizard.sandbox import Sandbox
+
+
+def test_cli_prints_one_json_line_within_three_seconds(tmp_path):
+    t0 = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "xtwizard.sandbox", "serve", "--scenario", "demo", "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        elapsed = time.monotonic() - t0
+        info = json.loads(line)
+        assert elapsed < 3.0, f"ready line took {elapsed:.2f}s"
+        for key in ("authority_host", "graph_url", "arm_url", "exchange_url", "vault_url_template",
+                    "ca_bundle", "control_url", "tenants"):
+            assert key in info
+        assert {t["key"] for t in info["tenants"]} == {"source", "target"}
+        assert all(t["accounts"] for t in info["tenants"])
+        with httpx.Client(verify=ca_context(info["ca_bundle"]), trust_env=False) as c:
+            assert c.get(info["control_url"]).json()["scenario"] == "demo"
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
+
+
+def test_unknown_scenario_says_what_exists():
+    proc = subprocess.run([sys.executable, "-m", "xtwizard.sandbox", "serve", "--scenario", "nope"],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    assert "built-in scenarios: " in proc.stderr and "demo" in proc.stderr
+
+
+def test_tls_is_trusted_only_through_the_ca_bundle(sandbox):
+    with httpx.Client(trust_env=False) as c, pytest.raises(httpx.ConnectError):
+        c.get(sandbox.info["control_url"])
+
+
+def test_fault_storm_then_recovery_and_request_log(sandbox, http):
+    ctl = sandbox.info["control_url"]
+    r = http.post(ctl + "/faults", json={"kind": "throttle", "service": "graph", "count": 2, "retry_after": 7})
+    assert r.status_code == 201
+    url = sandbox.info["graph_url"] + "/organization"
+    first, second, third = (http.get(url) for _ in range(3))
+    assert first.status_code == second.status_code == 429
+    assert first.headers["Retry-After"] == "7"
+    assert third.status_code != 429  # storm used up
+    log = http.get(ctl + "/requests").json()["value"]
+    statuses = [row["status"] for row in log if row["service"] == "graph"]
+    assert statuses[:2] == [429, 429]
+    assert all({"method", "path", "status", "duration_ms"} <= set(row) for row in log)
+
+
+def test_dropped_connection_fault(sandbox, http):
+    http.post(sandbox.info["control_url"] + "/faults", json={"kind": "drop", "service": "graph", "count": 1})
+    with pytest.raises(httpx.HTTPError):
+        http.get(sandbox.info["graph_url"] + "/organization")
+
+
+def test_bad_fault_specs_are_refused_with_a_reason(sandbox, http):
+    ctl = sandbox.info["control_url"]
+    r = http.post(ctl + "/faults", json={"kind": "explode"})
+    assert r.status_code == 400 and "kind" in r.json()["error"]["message"]
+    r = http.post(ctl + "/faults", content=b"{not json")
+    assert r.status_code == 400
+
+
+def test_clock_only_moves_forward(sandbox, http):
+    ctl = sandbox.info["control_url"]
+    before = http.get(ctl + "/clock").json()["now"]
+    after = http.post(ctl + "/clock", json={"advance_seconds": 3600}).json()["now"]
+    assert after - before >= 3600
+    assert http.post(ctl + "/clock", json={"advance_seconds": -5}).status_code == 400
+
+
+def test_state_dir_survives_a_restart_without_secrets(tmp_path):
+    state_dir = str(tmp_path / "state")
+    with Sandbox("demo", state_dir=state_dir) as sb, httpx.Client(verify=ca_context(sb.ca_path), trust_env=False) as c:
+        c.patch(sb.info["control_url"] + "/settings", json={"replication_delay_seconds": 42})
+    assert os.path.exists(os.path.join(state_dir, "state.json"))
+    with Sandbox("demo", state_dir=state_dir) as sb2:
+        assert sb2.state.settings["replication_delay_seconds"] == 42

@@ -1,0 +1,1 @@
+"""xtwizard.cloud layer (see ../shared/DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""xtwizard.migration layer (see ../shared/DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""One backend per Microsoft service, all over the one state model."""

@@ -1,0 +1,9 @@
+"""ArmBackend: placeholder, filled in by its own slice."""
+
+from __future__ import annotations
+
+from .base import Backend
+
+
+class ArmBackend(Backend):
+    name = "arm"

@@ -1,0 +1,9 @@
+"""ExchangeBackend: placeholder, filled in by its own slice."""
+
+from __future__ import annotations
+
+from .base import Backend
+
+
+class ExchangeBackend(Backend):
+    name = "exchange"

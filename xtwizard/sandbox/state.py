@@ -1,0 +1,191 @@
+"""The one explicit state model behind every backend: tenants and their directory, Azure and Exchange objects.
+
+Objects are stored in the shape the real service returns them (Graph JSON for Graph objects, ARM JSON for
+ARM resources, ...), so a backend reads and writes what it serves.  Keys that start with `_` are the
+sandbox's own bookkeeping (creation time, hashes, members) and are stripped by `public()` before anything
+goes on the wire.  All access happens under `SandboxState.lock`.
+
+Collections per tenant (`Tenant.col(name)`), keyed by object id unless noted:
+  users, groups, applications, servicePrincipals, appRoleAssignments, oauth2PermissionGrants,
+  subscribedSkus (by skuId), arm.subscriptions (by subscription id), arm.resourceGroups, arm.vaults,
+  arm.deletedVaults, arm.roleAssignments (by lower-cased resource id), kv.certificates, kv.operations
+  (by "vault/name"), and exchange.* (the Exchange backend's own).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import threading
+from typing import Any
+
+from .clock import SandboxClock
+
+JSON = dict[str, Any]
+STATE_VERSION = 1
+
+DEFAULT_SETTINGS: JSON = {
+    "token_lifetime_seconds": 3599,          # access tokens, on the sandbox clock
+    "refresh_token_idle_seconds": 90 * 86400,
+    "device_code_lifetime_seconds": 900,
+    "replication_delay_seconds": 0,          # new apps, SPs, groups invisible to reads for this long
+    "certificate_issue_seconds": 2,          # Key Vault self-signed issuance time
+    "move_speed": 1.0,                       # the move service's speed-up (next issue)
+}
+
+
+def public(obj: JSON) -> JSON:
+    """The object as the service shows it: without the sandbox's private `_` keys."""
+    return {k: v for k, v in obj.items() if not k.startswith("_")}
+
+
+class Tenant:
+    def __init__(self, tenant_id: str, display_name: str, initial_domain: str, key: str = "") -> None:
+        self.id = tenant_id
+        self.key = key or initial_domain.split(".")[0]
+        self.display_name = display_name
+        self.initial_domain = initial_domain
+        self.domains: list[JSON] = []  # Graph verifiedDomain shape
+        self.collections: dict[str, dict[str, JSON]] = {}
+        self.exchange_seed: JSON = {}  # the scenario's Exchange section, for the Exchange backend
+
+    def col(self, name: str) -> dict[str, JSON]:
+        return self.collections.setdefault(name, {})
+
+    def domain_names(self) -> list[str]:
+        return [d["name"] for d in self.domains]
+
+    def owns_domain(self, domain: str) -> bool:
+        return domain.lower() in (d.lower() for d in self.domain_names())
+
+    def user(self, ref: str) -> JSON | None:
+        """A user by object id or UPN (case-insensitive), as Graph resolves `/users/{id|upn}`."""
+        users = self.col("users")
+        if ref in users:
+            return users[ref]
+        low = ref.lower()
+        for u in users.values():
+            if u.get("userPrincipalName", "").lower() == low or u["id"].lower() == low:
+                return u
+        return None
+
+    def to_json(self) -> JSON:
+        return {"id": self.id, "key": self.key, "displayName": self.display_name,
+                "initialDomain": self.initial_domain, "domains": self.domains,
+                "collections": self.collections, "exchangeSeed": self.exchange_seed}
+
+    @classmethod
+    def from_json(cls, data: JSON) -> Tenant:
+        t = cls(data["id"], data["displayName"], data["initialDomain"], data.get("key", ""))
+        t.domains = data.get("domains", [])
+        t.collections = data.get("collections", {})
+        t.exchange_seed = data.get("exchangeSeed", {})
+        return t
+
+
+class SandboxState:
+    def __init__(self, clock: SandboxClock, scenario_name: str = "", description: str = "") -> None:
+        self.clock = clock
+        self.lock = threading.RLock()
+        self.scenario_name = scenario_name
+        self.description = description
+        self.tenants: dict[str, Tenant] = {}
+        self.public_clients: dict[str, JSON] = {}
+        self.settings: JSON = dict(DEFAULT_SETTINGS)
+        self.refresh_tokens: dict[str, JSON] = {}  # sha256(token) -> record; the token itself is never kept
+        self.locations: list[JSON] = []
+        self.stories: list[JSON] = []  # the scenario's planted problems, for people reading the state
+        self.changes = 0  # bumped on every mutation; the saver writes when it moves
+
+    # --- lookups -------------------------------------------------------------------------------------
+    def tenant(self, ref: str) -> Tenant | None:
+        """A tenant by GUID or by any of its domains (case-insensitive)."""
+        low = ref.lower()
+        for t in self.tenants.values():
+            if t.id.lower() == low or t.owns_domain(low):
+                return t
+        return None
+
+    def tenant_of_user(self, upn: str) -> Tenant | None:
+        for t in self.tenants.values():
+            if t.user(upn) is not None:
+                return t
+        return None
+
+    # --- replication delay -----------------------------------------------------------------------------
+    def stamp(self, obj: JSON) -> JSON:
+        """Mark an object as just written; reads ignore it until the replication delay has passed."""
+        obj["_created"] = self.clock.now()
+        self.touch()
+        return obj
+
+    def visible(self, obj: JSON) -> bool:
+        created = obj.get("_created")
+        if created is None:
+            return True
+        return bool(self.clock.now() >= float(created) + float(self.settings["replication_delay_seconds"]))
+
+    def touch(self) -> None:
+        self.changes += 1
+
+    # --- persistence -----------------------------------------------------------------------------------
+    def to_json(self) -> JSON:
+        return {
+            "version": STATE_VERSION, "scenario": self.scenario_name, "description": self.description,
+            "clock": self.clock.now(), "settings": self.settings, "publicClients": self.public_clients,
+            "locations": self.locations, "stories": self.stories, "refreshTokens": self.refresh_tokens,
+            "tenants": [t.to_json() for t in self.tenants.values()],
+        }
+
+    @classmethod
+    def from_json(cls, data: JSON, clock: SandboxClock) -> SandboxState:
+        if data.get("version") != STATE_VERSION:
+            raise ValueError(f"state version {data.get('version')!r} is not {STATE_VERSION}")
+        st = cls(clock, data.get("scenario", ""), data.get("description", ""))
+        st.settings.update(data.get("settings", {}))
+        st.public_clients = data.get("publicClients", {})
+        st.locations = data.get("locations", [])
+        st.stories = data.get("stories", [])
+        st.refresh_tokens = data.get("refreshTokens", {})
+        for td in data.get("tenants", []):
+            t = Tenant.from_json(td)
+            st.tenants[t.id] = t
+        return st
+
+    def save(self, directory: str) -> None:
+        """Write atomically.  No secret is in the state: tokens and client secrets are kept as hashes and
+        Key Vault private keys are not written (see the sandbox README)."""
+        with self.lock:
+            data = copy.deepcopy(self.to_json())
+        strip_unsaved(data)
+        os.makedirs(directory, exist_ok=True)
+        path = os.path.join(directory, "state.json")
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, separators=(",", ":"))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+
+def strip_unsaved(data: Any) -> None:
+    """Drop every `_unsaved*` key (in-memory-only material such as Key Vault private keys) in place."""
+    if isinstance(data, dict):
+        for k in [k for k in data if isinstance(k, str) and k.startswith("_unsaved")]:
+            del data[k]
+        for v in data.values():
+            strip_unsaved(v)
+    elif isinstance(data, list):
+        for v in data:
+            strip_unsaved(v)
+
+
+def load_saved(directory: str, clock_factory: Any) -> SandboxState | None:
+    path = os.path.join(directory, "state.json")
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as fh:
+        data = json.load(fh)
+    clock: SandboxClock = clock_factory(data.get("clock"))
+    return SandboxState.from_json(data, clock)

@@ -1,0 +1,1 @@
+"""xtwizard.ui layer (see ../shared/DESIGN.md)."""
