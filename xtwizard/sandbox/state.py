@@ -100,10 +100,10 @@ class SandboxState:
 
     # --- lookups -------------------------------------------------------------------------------------
     def tenant(self, ref: str) -> Tenant | None:
-        """A tenant by GUID or by any of its domains (case-insensitive)."""
+        """A tenant by GUID or by any of its domains (case-insensitive), or by its scenario key."""
         low = ref.lower()
         for t in self.tenants.values():
-            if t.id.lower() == low or t.owns_domain(low):
+            if t.id.lower() == low or t.owns_domain(low) or t.key.lower() == low:
                 return t
         return None
 
