@@ -99,11 +99,13 @@ class SandboxState:
         self.changes = 0  # bumped on every mutation; the saver writes when it moves
 
     # --- lookups -------------------------------------------------------------------------------------
-    def tenant(self, ref: str) -> Tenant | None:
-        """A tenant by GUID or by any of its domains (case-insensitive), or by its scenario key."""
+    def tenant(self, ref: str, *, by_key: bool = True) -> Tenant | None:
+        """A tenant by GUID or by any of its domains (case-insensitive), or by its scenario key.
+
+        Wire paths (`/{tenant}/...`) must pass by_key=False: real services know no scenario keys."""
         low = ref.lower()
         for t in self.tenants.values():
-            if t.id.lower() == low or t.owns_domain(low) or t.key.lower() == low:
+            if t.id.lower() == low or t.owns_domain(low) or (by_key and t.key.lower() == low):
                 return t
         return None
 
