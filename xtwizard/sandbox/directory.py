@@ -128,3 +128,19 @@ def directory_role_objects(tenant: Tenant, user: JSON) -> list[dict[str, Any]]:
     return [{"@odata.type": "#microsoft.graph.directoryRole", "id": stable_id(tenant.id, "role", name),
              "displayName": name, "description": name, "roleTemplateId": DIRECTORY_ROLES[name]}
             for name in user.get("_roles", []) if name in DIRECTORY_ROLES]
+
+
+# --- refresh tokens ---------------------------------------------------------------------------------------
+# state.refresh_tokens maps sha256_hex(token) -> {"tenantId", "userId", "clientId", "issuedAt", "lastUsedAt",
+# "revoked": bool}.  The identity platform writes them; Graph's revokeSignInSessions revokes them.
+
+def revoke_user_sessions(state: SandboxState, tenant: Tenant, user_id: str) -> int:
+    """Revoke every refresh token of a user in a tenant (Graph POST /users/{id}/revokeSignInSessions)."""
+    n = 0
+    for rec in state.refresh_tokens.values():
+        if rec.get("tenantId") == tenant.id and rec.get("userId") == user_id and not rec.get("revoked"):
+            rec["revoked"] = True
+            n += 1
+    if n:
+        state.touch()
+    return n
