@@ -1,0 +1,85 @@
+"""Entry point: `xtwizard` (the wizard), `xtwizard --demo` (rehearsal against simulated tenants)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from typing import Any
+
+from . import __version__
+
+
+def _has_display() -> bool:
+    if sys.platform != "linux" or os.environ.get("QT_QPA_PLATFORM"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def describe_demo(info: dict[str, Any]) -> str:
+    lines = [
+        "xtwizard demo: two simulated Microsoft 365 tenants are running on this computer.",
+        "Nothing here touches a real tenant.",
+        "",
+        f"  Sign-in (authority):  {info['authority_host']}",
+        f"  Microsoft Graph:      {info['graph_url']}",
+        f"  Azure Resource Mgr:   {info['arm_url']}",
+        f"  Exchange Online:      {info['exchange_url']}",
+        f"  Key Vault:            {info['vault_url_template']}",
+        f"  Control API:          {info['control_url']}",
+        f"  CA certificate:       {info['ca_bundle']}",
+        "",
+    ]
+    for t in info["tenants"]:
+        lines.append(f"  {t['key'].capitalize()} tenant: {t['displayName']} ({t['initialDomain']}, {t['id']})")
+        for a in t["accounts"]:
+            roles = ", ".join(a["roles"]) or "no admin role"
+            lines.append(f"      {a['userPrincipalName']}  ({roles})")
+    return "\n".join(lines)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from .sandbox import Sandbox
+
+    sb = Sandbox(args.scenario, state_dir=args.state_dir)
+    info = sb.start()
+    print(describe_demo(info), flush=True)
+    try:
+        if args.console or not _has_display():
+            if not args.console:
+                print("\nNo display found, so the wizard window cannot open; the simulated tenants keep "
+                      "running here. Press Ctrl+C to stop.", flush=True)
+            else:
+                print("\nPress Ctrl+C to stop.", flush=True)
+            done = threading.Event()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: done.set())
+            done.wait()
+            return 0
+        from .ui.demo import run_demo_window
+
+        return run_demo_window(info, describe_demo(info))
+    finally:
+        sb.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="xtwizard", description="Move Exchange Online mailboxes between Microsoft 365 "
+                                 "tenants with Microsoft's cross-tenant mailbox migration.")
+    ap.add_argument("--version", action="version", version=f"xtwizard {__version__}")
+    ap.add_argument("--demo", action="store_true", help="rehearse with two simulated tenants (no real tenant is touched)")
+    ap.add_argument("--scenario", default="demo", help=argparse.SUPPRESS)
+    ap.add_argument("--state-dir", help=argparse.SUPPRESS)
+    ap.add_argument("--console", action="store_true", help="with --demo: no window, just run the simulated tenants")
+    args = ap.parse_args(argv)
+    if args.demo:
+        return run_demo(args)
+    print("The wizard for real tenants arrives in the next slices; try `xtwizard --demo` to rehearse.",
+          file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
