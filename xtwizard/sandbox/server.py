@@ -300,7 +300,9 @@ class Sandbox:
             return backend.internal_error(req)
 
     def _record(self, req: Request, resp: Response | None, seconds: float) -> None:
-        route, _, _ = self.backends[req.service].router.match(req.method, req.path)
+        is_control = req.path == CONTROL_PREFIX or req.path.startswith(CONTROL_PREFIX + "/")
+        router = self.control.router if is_control else self.backends[req.service].router
+        route, _, _ = router.match(req.method, req.path)
         with self._log_lock:
             self._log_seq += 1
             self.request_log.append({
