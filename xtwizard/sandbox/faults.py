@@ -92,7 +92,7 @@ class FaultSet:
         with self._lock:
             self._rules.clear()
 
-    def list(self) -> list[FaultRule]:
+    def rules(self) -> list[FaultRule]:
         with self._lock:
             return list(self._rules)
 

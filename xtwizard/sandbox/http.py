@@ -19,7 +19,8 @@ JSON = dict[str, Any]
 class Headers:
     """Case-insensitive, single-valued request headers."""
 
-    def __init__(self, items: Mapping[str, str] | list[tuple[str, str]] = ()) -> None:
+    def __init__(self, items: Mapping[str, str] | list[tuple[str, str]] | None = None) -> None:
+        items = items or []
         pairs = items.items() if isinstance(items, Mapping) else items
         self._d = {k.lower(): v for k, v in pairs}
 

@@ -32,7 +32,7 @@ from .clock import SandboxClock
 from .faults import FaultSet, parse_rule
 from .http import Headers, HttpError, Request, Response
 from .scenario import build_state, load_scenario
-from .state import SandboxState, load_saved
+from .state import load_saved
 from .tls import make_loopback_tls
 from .tokens import TokenIssuer
 
@@ -82,7 +82,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             raise
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.server.service, *args)
 
     def _serve(self) -> None:
@@ -294,7 +294,7 @@ class Sandbox:
                 return backend.handle(req)
         except HttpError as exc:
             return exc.response()
-        except Exception:  # noqa: BLE001 - the sandbox answers in the service's shape, never with a traceback
+        except Exception:  # the sandbox answers in the service's shape, never with a traceback
             log.exception("sandbox %s failed on %s %s (request id %s)", req.service, req.method, req.path,
                           req.request_id)
             return backend.internal_error(req)

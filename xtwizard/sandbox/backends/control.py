@@ -64,7 +64,7 @@ class ControlBackend(Backend):
         return Response.empty()
 
     def get_faults(self, req: Request) -> Response:
-        return Response.json({"value": [r.to_json() for r in self.sb.faults.list()]})
+        return Response.json({"value": [r.to_json() for r in self.sb.faults.rules()]})
 
     def add_fault(self, req: Request) -> Response:
         spec = json_or_error(self, req)
