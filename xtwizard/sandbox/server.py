@@ -83,7 +83,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise
 
     def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s " + format, self.server.service, *args)
+        """Silenced: request lines carry query strings; the control API's request log has what is needed."""
 
     def _serve(self) -> None:
         sb = self.server.sandbox
