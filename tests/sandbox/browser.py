@@ -219,3 +219,34 @@ class ScriptedBrowser:
             else:
                 raise AssertionError(f"unexpected device login page: {resp.text[:500]}")
         raise AssertionError("the device login did not finish")
+
+
+# --- helpers for sign-in tests ----------------------------------------------------------------------------
+# They read the scenario instead of hard-coding it, so the tests follow demo.json as it grows.
+
+def account(sb: object, tenant_key: str, *, admin: bool) -> str:
+    """The UPN of a sign-in account of a scenario tenant, with (admin=True) or without an admin role that
+    may grant application permissions."""
+    from xtwizard.sandbox.backends.identity import ADMIN_CONSENT_ROLES
+
+    state = sb.state  # type: ignore[attr-defined]
+    with state.lock:
+        tenant = state.tenant(tenant_key)
+        assert tenant is not None, tenant_key
+        for user in tenant.col("users").values():
+            if user.get("_account") and user.get("accountEnabled", True) is not False:
+                is_admin = any(r in ADMIN_CONSENT_ROLES for r in user.get("_roles", []))
+                if is_admin == admin:
+                    return str(user["userPrincipalName"])
+    raise LookupError(f"the scenario has no {'admin' if admin else 'non-admin'} account in {tenant_key}")
+
+
+def requests_session(ca_path: str) -> object:
+    """What msal needs on these machines: a session that trusts the sandbox CA and ignores
+    REQUESTS_CA_BUNDLE (reference §6.6)."""
+    import requests
+
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = ca_path
+    return session
