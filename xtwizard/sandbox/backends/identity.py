@@ -511,7 +511,8 @@ class IdentityBackend(Backend):
             parts = urlsplit(endpoint)
         except ValueError:
             parts = urlsplit("")
-        if not endpoint or parts.scheme != "https" or parts.netloc.lower() != host.lower():
+        # msal names the instance by host name only (it drops the port), so the port is not compared.
+        if not endpoint or parts.scheme != "https" or (parts.hostname or "") != (urlsplit(self.login).hostname or ""):
             return self.aad_json(req, _Fail(400, "invalid_instance", 50049, "Unknown or invalid instance."))
         segs = [s for s in parts.path.split("/") if s]
         tenant = segs[0] if segs else "common"
