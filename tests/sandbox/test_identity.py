@@ -326,7 +326,7 @@ def test_client_credentials_errors(sandbox, http, browser):
 def assertion(app_id: str, key: Any, cert: Any, aud: str, *, exp_delta: int = 600) -> str:
     from cryptography.hazmat.primitives import hashes
 
-    x5t = base64.urlsafe_b64encode(cert.fingerprint(hashes.SHA1())).rstrip(b"=").decode()  # noqa: S303
+    x5t = base64.urlsafe_b64encode(cert.fingerprint(hashes.SHA1())).rstrip(b"=").decode()
     now = int(time.time())
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     return jwt.encode({"aud": aud, "iss": app_id, "sub": app_id, "jti": str(uuid.uuid4()), "nbf": now - 10,
