@@ -1,0 +1,329 @@
+"""Exchange objects of each tenant, built from the scenario on first touch, and identity resolution.
+
+Collections (in the tenant, saved with the state):
+  exchange.org             {"config": organization config}
+  exchange.recipients      Guid -> recipient (mailboxes, MailUsers, mail-enabled groups) in Get-Recipient shape
+  exchange.orgRelationships, exchange.endpoints, exchange.batches, exchange.migrationUsers   Guid -> object
+
+A recipient is linked to its Entra object by ExternalDirectoryObjectId = the Graph user/group id, so group
+membership and licences are read live from the directory (what Graph writes, Exchange sees).  Private keys:
+`_sizes` (bytes and item counts), `_auxArchives`, and the scenario's planted behaviours (`_transientFailures`,
+`_auxArchiveAppearsDuringMove`, `_beingMovedUntil`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import weakref
+from typing import Any
+
+from ..catalog import CROSS_TENANT_MIGRATION_SKU_ID, stable_id
+from ..state import JSON, SandboxState, Tenant
+from .errors import ambiguous, not_found
+
+ZERO_GUID = "00000000-0000-0000-0000-000000000000"
+DEFAULT_QUOTA = 30 * (1 << 30)
+MB = 1 << 20
+LICENSE_CAPABILITY = "ExchangeT2TMbxMove"
+MAILBOX_TYPES = ("UserMailbox", "SharedMailbox", "RoomMailbox", "EquipmentMailbox")
+RECIPIENT_TYPE = {"UserMailbox": "UserMailbox", "SharedMailbox": "UserMailbox", "RoomMailbox": "UserMailbox",
+                  "EquipmentMailbox": "UserMailbox", "MailUser": "MailUser",
+                  "MailUniversalSecurityGroup": "MailUniversalSecurityGroup",
+                  "MailUniversalDistributionGroup": "MailUniversalDistributionGroup"}
+
+_versions: weakref.WeakKeyDictionary[Tenant, int] = weakref.WeakKeyDictionary()
+
+
+def recipients(t: Tenant) -> dict[str, JSON]:
+    return t.col("exchange.recipients")
+
+
+def changed(t: Tenant) -> None:
+    """Call after any change to a tenant's recipients (invalidates the identity index)."""
+    _versions[t] = _versions.get(t, 0) + 1
+
+
+def legacy_dn(t: Tenant, alias: str) -> str:
+    h = hashlib.md5((t.id + alias).encode(), usedforsecurity=False).hexdigest()
+    return ("/o=ExchangeLabs/ou=Exchange Administrative Group (FYDIBOHF23SPDLT)/cn=Recipients/"
+            f"cn={h}-{alias[:8]}")
+
+
+def smtp_addresses(r: JSON) -> list[str]:
+    return [a.split(":", 1)[1] for a in r.get("EmailAddresses", []) if a.lower().startswith("smtp:")]
+
+
+def has_license(state: SandboxState, t: Tenant, r: JSON) -> bool:
+    user = t.col("users").get(r.get("ExternalDirectoryObjectId") or "")
+    return user is not None and any(a.get("skuId") == CROSS_TENANT_MIGRATION_SKU_ID
+                              for a in user.get("assignedLicenses", []))
+
+
+# --- building from the scenario ----------------------------------------------------------------------------
+def ensure(state: SandboxState) -> None:
+    pending = [t for t in state.tenants.values() if "config" not in t.col("exchange.org")]
+    if not pending:
+        return
+    later: list[tuple[Tenant, JSON, JSON]] = []
+    for t in pending:
+        seed = t.exchange_seed or {}
+        t.col("exchange.org")["config"] = {
+            "Name": t.initial_domain.split(".")[0], "DisplayName": t.display_name, "Identity": t.initial_domain,
+            "Guid": stable_id(t.id, "exchange-org"), "IsDehydrated": bool(seed.get("isDehydrated", False)),
+            "MigrationLimits": {"MaxConcurrentMigrations": int(seed.get("maxConcurrentMigrations", 300))},
+        }
+        for user in t.col("users").values():
+            mbx = user.get("_mailbox")
+            if not isinstance(mbx, dict):
+                continue
+            if mbx.get("prepareFrom"):
+                later.append((t, user, mbx))
+            else:
+                _add_recipient(state, t, user, mbx, None)
+        for group in t.col("groups").values():
+            if group.get("mailEnabled") and "Unified" not in group.get("groupTypes", []):
+                add_group_recipient(t, group)
+        changed(t)
+    for t, user, mbx in later:
+        src = find_any(state, str(mbx["prepareFrom"]))
+        _add_recipient(state, t, user, mbx, src)
+        changed(t)
+    for t in pending:
+        for row in (t.exchange_seed or {}).get("organizationRelationships", []):
+            rid = stable_id(t.id, "orgrel", row["Name"])
+            t.col("exchange.orgRelationships")[rid] = {
+                "Name": row["Name"], "Identity": row["Name"], "Guid": rid,
+                "DomainNames": list(row.get("DomainNames", [])), "Enabled": bool(row.get("Enabled", True)),
+                "MailboxMoveEnabled": bool(row.get("MailboxMoveEnabled", False)),
+                "MailboxMoveCapability": row.get("MailboxMoveCapability", "None"),
+                "OAuthApplicationId": row.get("OAuthApplicationId"),
+                "MailboxMovePublishedScopes": list(row.get("MailboxMovePublishedScopes", [])),
+                "FreeBusyAccessEnabled": False, "WhenCreated": state.clock.now(),
+            }
+        _seed_migration_objects(state, t)
+    state.touch()
+
+
+def _seed_migration_objects(state: SandboxState, t: Tenant) -> None:
+    """Endpoints and (never started) batches left in the tenant by an earlier attempt."""
+    seed = t.exchange_seed or {}
+    by_name: dict[str, str] = {}
+    for row in seed.get("migrationEndpoints", []):
+        gid = stable_id(t.id, "endpoint", str(row["Name"]).lower())
+        by_name[str(row["Name"]).lower()] = gid
+        t.col("exchange.endpoints")[gid] = {
+            "Identity": row["Name"], "Name": row["Name"], "Guid": gid, "EndpointType": "ExchangeRemoteMove",
+            "RemoteServer": row.get("RemoteServer"), "RemoteTenant": row.get("RemoteTenant"),
+            "ApplicationId": row.get("ApplicationId"), "AppSecretKeyVaultUrl": row.get("AppSecretKeyVaultUrl"),
+            "IsRemote": True, "MaxConcurrentMigrations": int(row.get("MaxConcurrentMigrations", 100)),
+            "MaxConcurrentIncrementalSyncs": 20, "Username": row.get("ApplicationId"), "UseAutoDiscover": False,
+            "LastModifiedTime": None, "_credentialHash": "0" * 64}
+    for row in seed.get("migrationBatches", []):
+        gid = stable_id(t.id, "batch", str(row["Name"]).lower())
+        ep = by_name[str(row["SourceEndpoint"]).lower()]
+        batch: JSON = {"Identity": row["Name"], "Guid": gid, "SourceEndpoint": row["SourceEndpoint"], "_endpoint": ep,
+                       "TargetDeliveryDomain": row.get("TargetDeliveryDomain"), "_created": state.clock.now() - 86400 * 30,
+                       "_state": "created", "_autoComplete": False, "_completeAfter": None, "_startAfter": None,
+                       "NotificationEmails": [], "SubmittedByUser": None, "_users": []}
+        for addr in row.get("users", []):
+            ug = stable_id(gid, "user", str(addr).lower())
+            t.col("exchange.migrationUsers")[ug] = {"Identity": addr, "Guid": ug, "_batch": gid, "_phase": "created",
+                                                    "_phaseStart": batch["_created"], "_report": []}
+            batch["_users"].append(ug)
+        t.col("exchange.batches")[gid] = batch
+
+
+def find_any(state: SandboxState, address: str) -> tuple[Tenant, JSON] | None:
+    for t in state.tenants.values():
+        for r in recipients(t).values():
+            if address.lower() in (a.lower() for a in smtp_addresses(r)) or \
+                    str(r.get("UserPrincipalName", "")).lower() == address.lower():
+                return t, r
+    return None
+
+
+def _add_recipient(state: SandboxState, t: Tenant, user: JSON, mbx: JSON,
+                   src: tuple[Tenant, JSON] | None) -> JSON:
+    upn = user["userPrincipalName"]
+    alias = user.get("mailNickname") or upn.split("@")[0]
+    rtd = mbx.get("recipientTypeDetails", "UserMailbox")
+    primary = mbx.get("primarySmtpAddress") or user.get("mail") or upn
+    addresses = [f"SMTP:{primary}"]
+    if not primary.lower().endswith("@" + t.initial_domain.lower()):
+        addresses.append(f"smtp:{alias}@{t.initial_domain}")
+    addresses += [a for a in mbx.get("emailAddresses", [])]
+    omit = set(mbx.get("omit", []))
+    r: JSON = {
+        "Name": user.get("displayName") or alias, "Alias": alias, "DisplayName": user.get("displayName") or alias,
+        "Guid": stable_id(t.id, "recipient", upn.lower()), "RecipientTypeDetails": rtd,
+        "RecipientType": RECIPIENT_TYPE.get(rtd, rtd), "PrimarySmtpAddress": primary,
+        "WindowsEmailAddress": primary, "UserPrincipalName": upn, "ExternalDirectoryObjectId": user["id"],
+        "LegacyExchangeDN": legacy_dn(t, alias), "IsDirSynced": False, "HiddenFromAddressListsEnabled": False,
+        "ExchangeGuid": mbx.get("exchangeGuid") or stable_id(t.id, "exchangeGuid", upn.lower()),
+        "ArchiveGuid": ZERO_GUID, "ArchiveStatus": "None", "ArchiveName": [], "MailboxLocations": [],
+        "LitigationHoldEnabled": bool(mbx.get("litigationHold", False)),
+        "DelayHoldApplied": bool(mbx.get("delayHold", False)),
+        "DelayReleaseHoldApplied": bool(mbx.get("delayReleaseHold", False)),
+        "ComplianceTagHoldApplied": bool(mbx.get("complianceTagHold", False)),
+        "InPlaceHolds": list(mbx.get("inPlaceHolds", [])), "RecoverableItemsQuota": "30 GB (32,212,254,720 bytes)",
+        "ExternalEmailAddress": mbx.get("externalEmailAddress"), "WhenCreated": state.clock.now() - 400 * 86400,
+        "_sizes": {"primary": int(float(mbx.get("sizeMB", 500)) * MB), "items": int(mbx.get("items", 4000)),
+                   "archive": int(float(mbx.get("archiveSizeMB", 0)) * MB),
+                   "archiveItems": int(mbx.get("archiveItems", 0)),
+                   "deleted": int(float(mbx.get("deletedMB", 20)) * MB),
+                   "substrateHolds": int(mbx.get("substrateHoldsItems", 0))},
+        "_transientFailures": int(mbx.get("transientFailures", 0)),
+        "_auxArchiveAppearsDuringMove": bool(mbx.get("auxArchiveAppearsDuringMove", False)),
+        "_beingMovedUntil": (state.clock.now() + float(mbx["alreadyBeingMovedHours"]) * 3600
+                             if mbx.get("alreadyBeingMovedHours") else None),
+        "PreviousRecipientTypeDetails": mbx.get("previousRecipientTypeDetails", "None"),
+    }
+    if mbx.get("archive") or mbx.get("archiveGuid") or mbx.get("archiveSizeMB"):
+        set_archive(t, r, mbx.get("archiveGuid") or stable_id(t.id, "archiveGuid", upn.lower()),
+                    int(mbx.get("auxArchives", 0)))
+    if rtd == "MailUser":
+        r["_sizes"] = None
+        if src is not None:
+            s = src[1]
+            if "exchangeGuid" not in omit:
+                r["ExchangeGuid"] = s["ExchangeGuid"]
+            if s["ArchiveGuid"] != ZERO_GUID and "archiveGuid" not in omit:
+                r["ArchiveGuid"] = s["ArchiveGuid"]
+            if "x500" not in omit:
+                r["EmailAddresses"] = addresses + [f"X500:{s['LegacyExchangeDN']}"] + \
+                    [a for a in s.get("EmailAddresses", []) if a.lower().startswith("x500:")]
+            else:
+                r["EmailAddresses"] = addresses
+            if "deliveryDomainProxy" in omit:
+                r["EmailAddresses"] = [a for a in r["EmailAddresses"]
+                                       if not a.lower().endswith("@" + t.initial_domain.lower())]
+            r["ExternalEmailAddress"] = f"SMTP:{s['PrimarySmtpAddress']}"
+        if "exchangeGuid" in omit or src is None and not mbx.get("exchangeGuid"):
+            r["ExchangeGuid"] = ZERO_GUID
+        r.setdefault("EmailAddresses", addresses)
+    else:
+        r["EmailAddresses"] = addresses
+    r.setdefault("EmailAddresses", addresses)
+    r["Identity"] = r["Name"]
+    r["ExchangeObjectId"] = r["Guid"]
+    recipients(t)[r["Guid"]] = r
+    return r
+
+
+def set_archive(t: Tenant, r: JSON, archive_guid: str, aux: int) -> None:
+    r["ArchiveGuid"] = archive_guid
+    r["ArchiveStatus"] = "Active"
+    r["ArchiveName"] = [f"In-Place Archive - {r['DisplayName']}"]
+    r["MailboxLocations"] = [f"1;{r['ExchangeGuid']};Primary;{t.initial_domain};NAMPR01DG001",
+                             f"1;{archive_guid};MainArchive;{t.initial_domain};NAMPR01DG002"]
+    for i in range(aux):
+        r["MailboxLocations"].append(f"1;{stable_id(archive_guid, 'aux', str(i))};AuxArchive;{t.initial_domain};"
+                                     f"NAMPR01DG{3 + i:03d}")
+
+
+def aux_archive_count(r: JSON) -> int:
+    return sum(1 for loc in r.get("MailboxLocations", []) if "auxarchive" in loc.lower())
+
+
+def add_group_recipient(t: Tenant, group: JSON) -> JSON:
+    security = bool(group.get("securityEnabled"))
+    rtd = "MailUniversalSecurityGroup" if security else "MailUniversalDistributionGroup"
+    alias = group.get("mailNickname") or group["displayName"].replace(" ", "")
+    primary = group.get("mail") or f"{alias}@{t.initial_domain}"
+    r: JSON = {
+        "Name": group["displayName"], "Identity": group["displayName"], "DisplayName": group["displayName"],
+        "Alias": alias, "Guid": stable_id(t.id, "recipient-group", group["id"]), "RecipientTypeDetails": rtd,
+        "RecipientType": rtd, "GroupType": "Universal, SecurityEnabled" if security else "Universal",
+        "PrimarySmtpAddress": primary, "EmailAddresses": [f"SMTP:{primary}"],
+        "ExternalDirectoryObjectId": group["id"], "LegacyExchangeDN": legacy_dn(t, alias), "IsDirSynced": False,
+        "ManagedBy": [], "MemberJoinRestriction": "Closed", "MemberDepartRestriction": "Closed",
+        "WhenCreated": 1705309200.0,
+    }
+    r["ExchangeObjectId"] = r["Guid"]
+    recipients(t)[r["Guid"]] = r
+    return r
+
+
+# --- identity resolution -----------------------------------------------------------------------------------
+_index_cache: weakref.WeakKeyDictionary[Tenant, tuple[int, dict[str, list[str]]]] = weakref.WeakKeyDictionary()
+
+
+def index(t: Tenant) -> dict[str, list[str]]:
+    """lower-cased identity value -> recipient Guids (Name, Alias, addresses, UPN, GUIDs, DNs)."""
+    v = _versions.get(t, 0)
+    cached = _index_cache.get(t)
+    if cached is not None and cached[0] == v:
+        return cached[1]
+    idx: dict[str, list[str]] = {}
+    for g, r in recipients(t).items():
+        keys = {r.get("Name"), r.get("Alias"), r.get("DisplayName"), r.get("UserPrincipalName"), g,
+                r.get("ExternalDirectoryObjectId"), r.get("LegacyExchangeDN"), r.get("PrimarySmtpAddress")}
+        if r.get("ExchangeGuid") not in (None, ZERO_GUID):
+            keys.add(r["ExchangeGuid"])
+        if r.get("ArchiveGuid") not in (None, ZERO_GUID):
+            keys.add(r["ArchiveGuid"])
+        keys.update(smtp_addresses(r))
+        for k in keys:
+            if k:
+                idx.setdefault(str(k).lower(), []).append(g)
+    _index_cache[t] = (v, idx)
+    return idx
+
+
+def owner_of_address(t: Tenant, address: str) -> str | None:
+    """The Guid of the recipient that has this SMTP proxy, if any."""
+    for g in index(t).get(address.lower(), []):
+        if address.lower() in (a.lower() for a in smtp_addresses(recipients(t)[g])):
+            return g
+    return None
+
+
+def resolve(t: Tenant, identity: str, types: tuple[str, ...] | None = None, *,
+            what: str | None = None) -> JSON:
+    """One recipient by identity, restricted to RecipientTypeDetails in `types`; Exchange's errors otherwise."""
+    guids = index(t).get(identity.strip().lower(), [])
+    found = [recipients(t)[g] for g in dict.fromkeys(guids)]
+    if types is not None:
+        found = [r for r in found if r["RecipientTypeDetails"] in types]
+    if not found:
+        raise not_found(what or identity)
+    if len(found) > 1:
+        raise ambiguous(identity)
+    return found[0]
+
+
+def member_ids(t: Tenant, group_id: str, seen: set[str] | None = None) -> set[str]:
+    """Entra object ids of a group's members, transitively (nested groups are 'supported', reference §2.1)."""
+    seen = seen if seen is not None else set()
+    out: set[str] = set()
+    group = t.col("groups").get(group_id)
+    if group is None or group_id in seen:
+        return out
+    seen.add(group_id)
+    for m in group.get("_members", []):
+        if m in t.col("groups"):
+            out |= member_ids(t, m, seen)
+        else:
+            out.add(m)
+    return out
+
+
+def persisted_capabilities(state: SandboxState, t: Tenant, r: JSON) -> list[str]:
+    caps = ["BPOS_S_Standard"] if r["RecipientTypeDetails"] in MAILBOX_TYPES else []
+    if has_license(state, t, r):
+        caps.append(LICENSE_CAPABILITY)
+    return caps
+
+
+def new_recipient_guid(t: Tenant, name: str) -> str:
+    base = stable_id(t.id, "recipient", name.lower())
+    n = 0
+    g = base
+    while g in recipients(t):
+        n += 1
+        g = stable_id(t.id, "recipient", name.lower(), str(n))
+    return g
+
+
+def any_value(d: dict[str, Any]) -> Any:
+    return next(iter(d.values()), None)
