@@ -144,7 +144,7 @@ def validation_problem(state: SandboxState, target: Tenant, batch: JSON, u: JSON
     scope_key = ("scope", source.id, rel["Guid"] if rel else "")
     if scope_key not in memo:
         memo[scope_key] = {}
-    if rel is None or not in_scope(state, source, rel, src):
+    if rel is None or not in_scope(state, source, rel, src, memo[scope_key]):
         return MoveFailure("MailboxNotInCrossTenantMigrationScopeException",
                            f"The mailbox '{src['Name']}' isn't in the cross-tenant migration scope: it isn't a member "
                            "of the group in MailboxMovePublishedScopes of the source organization relationship.",

@@ -178,13 +178,19 @@ def source_problem(source: Tenant, target: Tenant, app_id: str) -> MoveFailure |
                        "OAuthApplicationId set to the migration application.", "Source")
 
 
-def in_scope(state: SandboxState, source: Tenant, rel: JSON, mailbox: JSON) -> bool:
+def in_scope(state: SandboxState, source: Tenant, rel: JSON, mailbox: JSON,
+             cache: dict[str, set[str]] | None = None) -> bool:
+    """Is the mailbox's user a (transitive) member of a group in MailboxMovePublishedScopes?"""
     oid = mailbox.get("ExternalDirectoryObjectId")
+    cache = {} if cache is None else cache
     for scope in rel.get("MailboxMovePublishedScopes", []):
         try:
             group = store.resolve(source, scope, ("MailUniversalSecurityGroup",))
         except CmdletError:
             continue
-        if oid in store.member_ids(source, str(group.get("ExternalDirectoryObjectId"))):
+        gid = str(group.get("ExternalDirectoryObjectId"))
+        if gid not in cache:
+            cache[gid] = store.member_ids(source, gid)
+        if oid in cache[gid]:
             return True
     return False

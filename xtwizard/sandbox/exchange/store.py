@@ -84,8 +84,13 @@ def ensure(state: SandboxState) -> None:
             if group.get("mailEnabled") and "Unified" not in group.get("groupTypes", []):
                 add_group_recipient(t, group)
         changed(t)
+    by_address: dict[str, tuple[Tenant, JSON]] = {}
+    for t in state.tenants.values():
+        for r in recipients(t).values():
+            for a in [*smtp_addresses(r), str(r.get("UserPrincipalName") or "")]:
+                by_address.setdefault(a.lower(), (t, r))
     for t, user, mbx in later:
-        src = find_any(state, str(mbx["prepareFrom"]))
+        src = by_address.get(str(mbx["prepareFrom"]).lower())
         _add_recipient(state, t, user, mbx, src)
         changed(t)
     for t in pending:
@@ -131,15 +136,6 @@ def _seed_migration_objects(state: SandboxState, t: Tenant) -> None:
                                                     "_phaseStart": batch["_created"], "_report": []}
             batch["_users"].append(ug)
         t.col("exchange.batches")[gid] = batch
-
-
-def find_any(state: SandboxState, address: str) -> tuple[Tenant, JSON] | None:
-    for t in state.tenants.values():
-        for r in recipients(t).values():
-            if address.lower() in (a.lower() for a in smtp_addresses(r)) or \
-                    str(r.get("UserPrincipalName", "")).lower() == address.lower():
-                return t, r
-    return None
 
 
 def _add_recipient(state: SandboxState, t: Tenant, user: JSON, mbx: JSON,
