@@ -650,6 +650,7 @@ class GraphBackend(Backend):
         advanced = ((req.headers.get("ConsistencyLevel") or "").lower() == "eventual"
                     and (self._q(ctx, "count") or "").lower() == "true")
         count_raw = self._q(ctx, "count")
+        every = sorted(etype.properties)  # filters and sorting see every property, not the default selection
         try:
             if count_raw is not None and count_raw.lower() not in ("true", "false"):
                 raise ODataError("BadRequest", f"Invalid value '{count_raw}' for $count query option found. Valid "
@@ -664,10 +665,10 @@ class GraphBackend(Backend):
                 if not filterable:
                     raise ODataError("Request_UnsupportedQuery", "Unsupported Query.")
                 flt = parse_filter(ftext, etype, advanced=advanced)
-                shown = [render(i, None) for i in items]
+                shown = [render(i, every) for i in items]
                 items = [i for i, s in zip(items, shown, strict=True) if flt(s)]
             if order is not None:
-                keyed = sort_items([{**render(i, None), "\x00src": i} for i in items], order)
+                keyed = sort_items([{**render(i, every), "\x00src": i} for i in items], order)
                 items = [k["\x00src"] for k in keyed]
             fp = query_fingerprint(req.path, [ftext or "", self._q(ctx, "orderby") or ""])
             token = self._q(ctx, "skiptoken")
