@@ -76,6 +76,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        # Headers and body go out in two writes; without TCP_NODELAY, Nagle + delayed ACK add ~40 ms to
+        # every keep-alive request.
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             self.request.do_handshake()
         except (ssl.SSLError, OSError):
