@@ -7,18 +7,20 @@ from typing import Any
 import pytest
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 
+from tests.sandbox import test_arm_helpers as helpers
 from tests.sandbox.support import StaticCredential
-from tests.sandbox.test_arm_helpers import (  # noqa: F401 - fixtures
+from tests.sandbox.test_arm_helpers import (
     ADMIN,
     CONTRIB,
     SUB,
     SUB2,
-    azure,
-    client,
     oid,
 )
 from xtwizard.sandbox import Sandbox
 from xtwizard.sandbox.catalog import AZURE_ROLES
+
+# The shared fixtures, used by name.
+azure_server, azure, client = helpers.azure_server, helpers.azure, helpers.client
 
 
 def knobs(sb: Sandbox) -> dict[str, Any]:

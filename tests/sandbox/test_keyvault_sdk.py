@@ -12,12 +12,11 @@ from azure.keyvault.certificates import CertificateClient, CertificatePolicy, Ke
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from tests.sandbox import test_arm_helpers as helpers
 from tests.sandbox.support import StaticCredential
-from tests.sandbox.test_arm_helpers import (  # noqa: F401 - fixtures
+from tests.sandbox.test_arm_helpers import (
     ADMIN,
     READER,
-    azure,
-    client,
     grant,
     make_vault,
     oid,
@@ -25,6 +24,9 @@ from tests.sandbox.test_arm_helpers import (  # noqa: F401 - fixtures
 )
 from xtwizard.sandbox import Sandbox
 from xtwizard.sandbox.catalog import AZURE_ROLES
+
+# The shared fixtures, used by name.
+azure_server, azure, client = helpers.azure_server, helpers.azure, helpers.client
 
 
 def cert_client(sb: Sandbox, vault: str, upn: str = ADMIN) -> CertificateClient:
