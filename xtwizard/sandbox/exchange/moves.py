@@ -177,7 +177,7 @@ def validation_problem(state: SandboxState, target: Tenant, batch: JSON, u: JSON
                            f"The target MailUser '{tgt['Name']}' has an ArchiveGuid but the source mailbox has no "
                            "archive.")
     proxies = {a.lower() for a in tgt.get("EmailAddresses", [])}
-    needed = [f"x500:{src['LegacyExchangeDN']}"] + [a for a in src.get("EmailAddresses", [])
+    needed = [f"X500:{src['LegacyExchangeDN']}"] + [a for a in src.get("EmailAddresses", [])
                                                     if a.lower().startswith("x500:")]
     missing = [a for a in needed if a.lower() not in proxies]
     if missing:
