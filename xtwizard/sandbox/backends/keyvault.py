@@ -521,7 +521,8 @@ class KeyVaultBackend(Backend):
                 raise self.error(400, "BadParameter", f"Curve '{crv}' is not supported; use one of {sorted(CURVES)}.")
             key_props["crv"] = crv
         else:
-            size = key_in.get("key_size") or 2048
+            size = key_in.get("key_size")
+            size = 2048 if size is None else size
             if isinstance(size, bool) or size not in (2048, 3072, 4096):
                 raise self.error(400, "BadParameter", f"RSA key size {size!r} is not supported; use 2048, 3072 "
                                  "or 4096.")
@@ -550,7 +551,8 @@ class KeyVaultBackend(Backend):
                              "in the certificate policy.")
         if subject:
             self._subject(subject)
-        months = x509_in.get("validity_months") or 12
+        months = x509_in.get("validity_months")
+        months = 12 if months is None else months
         if isinstance(months, bool) or not isinstance(months, int) or not 1 <= months <= 1200:
             raise self.error(400, "BadParameter", "x509_props.validity_months must be an integer from 1 to 1200.")
         ekus = x509_in.get("ekus")
