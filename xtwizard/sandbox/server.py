@@ -207,8 +207,13 @@ class Sandbox:
 
     def stop(self) -> None:
         self._stop.set()
+        # Shut the listeners down side by side: each shutdown() waits up to one poll interval.
+        stoppers = [threading.Thread(target=srv.shutdown, daemon=True) for srv in self._servers]
+        for th in stoppers:
+            th.start()
+        for th in stoppers:
+            th.join(timeout=5)
         for srv in self._servers:
-            srv.shutdown()
             srv.server_close()
         for th in self._threads:
             th.join(timeout=5)
