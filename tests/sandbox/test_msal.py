@@ -96,6 +96,7 @@ def test_interactive_sign_in_walks_picker_and_consent_then_form_post(sandbox, in
     assert interactive["results"][1].pages == ["signin"]
 
 
+@pytest.mark.filterwarnings("ignore:response_mode='form_post' is recommended:UserWarning")
 def test_auth_code_flow_by_query_redirect(sandbox, browser):
     tid = tenant_id(sandbox, "target")
     upn = account(sandbox, "target", admin=True)
@@ -122,6 +123,7 @@ def test_typed_upn_under_use_another_account(sandbox, browser):
     assert result["id_token_claims"]["preferred_username"] == upn
 
 
+@pytest.mark.filterwarnings("ignore:response_mode='form_post' is recommended:UserWarning")
 def test_organizations_authority_gives_the_users_home_tenant(sandbox, browser):
     upn = account(sandbox, "target", admin=True)
     app = app_for(sandbox, "organizations")
@@ -231,6 +233,7 @@ def test_unknown_tenant_fails_discovery(sandbox):
         app_for(sandbox, "no-such-tenant.example")
 
 
+@pytest.mark.filterwarnings("ignore:response_mode='form_post' is recommended:UserWarning")
 def test_wrong_redirect_uri_shows_aadsts50011_and_does_not_redirect(sandbox, browser):
     app = app_for(sandbox, tenant_id(sandbox, "source"))
     flow = app.initiate_auth_code_flow(["User.Read"], redirect_uri="https://attacker.example/callback")
