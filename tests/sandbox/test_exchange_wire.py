@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.sandbox.support import bearer, user_token
-from tests.sandbox.test_exchange_support import EXO, SOURCE_ADMIN, TARGET_ADMIN, Exo
+from tests.sandbox.test_exchange_support import SOURCE_ADMIN, TARGET_ADMIN, Exo
 
 
 def test_get_mailbox_has_the_real_response_shape(sandbox, http):

@@ -134,7 +134,7 @@ def new_migration_batch(ctx: Ctx) -> list[JSON]:
     gid = stable_id(ctx.tenant.id, "batch", name.lower(), str(ctx.now))
     b: JSON = {"Identity": name, "Guid": gid, "SourceEndpoint": ep["Identity"], "_endpoint": ep["Guid"],
                "TargetDeliveryDomain": ctx.p("TargetDeliveryDomain"), "_created": ctx.now, "_state": "created",
-               "_autoComplete": bool(ctx.p("AutoComplete")), "_completeAfter": ctx.p("CompleteAfter"),
+               "_autoComplete": bool(ctx.p("AutoComplete")), "_completeAfter": ctx.p("CompleteAfter"), "_completeSetAt": ctx.now,
                "_startAfter": ctx.p("StartAfter"), "NotificationEmails": ctx.p("NotificationEmails") or [],
                "SubmittedByUser": ctx.caller_upn, "_users": []}
     for addr in addresses:
@@ -171,7 +171,7 @@ def get_migration_batch(ctx: Ctx) -> list[JSON]:
 def set_migration_batch(ctx: Ctx) -> list[JSON]:
     b = find_batch(ctx, ctx.p("Identity"))
     if ctx.given("CompleteAfter"):
-        b["_completeAfter"] = ctx.p("CompleteAfter")
+        b["_completeAfter"], b["_completeSetAt"] = ctx.p("CompleteAfter"), ctx.now
     if ctx.given("StartAfter"):
         b["_startAfter"] = ctx.p("StartAfter")
         if b["_state"] == "created" and b["_startAfter"] is not None:
@@ -225,7 +225,7 @@ def complete_migration_batch(ctx: Ctx) -> list[JSON]:
     if ctx.p("SyncAndComplete") and any(users(ctx.tenant)[g]["_phase"] in ("failed", "stopped") for g in b["_users"]):
         raise CmdletError(MIGRATION_PERMANENT, "-SyncAndComplete requires a batch without failed, corrupted or stopped "
                                                "users.")
-    b["_completeAfter"] = ctx.now
+    b["_completeAfter"] = b["_completeSetAt"] = ctx.now
     if status == "SyncedWithErrors":
         ctx.warnings.append(f"The migration batch '{b['Identity']}' has failed users; only synced users will be "
                             "completed.")
@@ -298,7 +298,7 @@ def get_migration_user_statistics(ctx: Ctx) -> list[JSON]:
 def set_migration_user(ctx: Ctx) -> list[JSON]:
     u = find_user(ctx, ctx.p("Identity"))
     if ctx.given("CompleteAfter"):
-        u["_completeAfter"] = ctx.p("CompleteAfter")
+        u["_completeAfter"], u["_completeSetAt"] = ctx.p("CompleteAfter"), ctx.now
     if ctx.p("ApproveSkippedItems"):
         u["_approvedAt"] = ctx.now
     ctx.state.touch()

@@ -276,10 +276,11 @@ def _fail(u: JSON, f: MoveFailure, t: float) -> None:
 
 
 def completion_time(u: JSON, batch: JSON) -> float | None:
+    """When completion may start: CompleteAfter, but never before it was set (a past date means 'now')."""
     if u.get("_completeAfter") is not None:
-        return float(u["_completeAfter"])
+        return max(float(u["_completeAfter"]), float(u.get("_completeSetAt") or 0.0))
     if batch.get("_completeAfter") is not None:
-        return float(batch["_completeAfter"])
+        return max(float(batch["_completeAfter"]), float(batch.get("_completeSetAt") or 0.0))
     if batch.get("_autoComplete"):
         return float(u.get("_syncedAt") or 0.0)
     return None
