@@ -19,6 +19,7 @@ from cryptography.x509.oid import NameOID
 from tests.conftest import ca_context
 from tests.sandbox.support import app_token, bearer, user_token
 from xtwizard.sandbox import Sandbox
+from xtwizard.sandbox.scenario import build_state, load_scenario
 
 SOURCE_ADMIN = "admin@northwindtraders.onmicrosoft.com"
 TARGET_ADMIN = "admin@fabrikaminc.onmicrosoft.com"
@@ -150,6 +151,28 @@ def client_for(sb: Sandbox) -> httpx.Client:
 # =====================================================================================================
 # Fixtures
 # =====================================================================================================
+
+
+@pytest.fixture(scope="module")
+def _shared_sandbox() -> Any:
+    sb = Sandbox("demo")
+    sb.start()
+    try:
+        yield sb
+    finally:
+        sb.stop()
+
+
+@pytest.fixture
+def sandbox(_shared_sandbox: Sandbox) -> Sandbox:
+    """Overrides conftest's per-test sandbox: one server for the module, its state rebuilt from the demo scenario
+    before every test (the Graph backend reads `sandbox.state` on each request), which saves a server start and
+    stop per test.  The clock keeps its forward jumps; every test mints fresh tokens."""
+    sb = _shared_sandbox
+    sb.faults.clear()
+    sb.request_log.clear()
+    sb.state = build_state(load_scenario("demo"), sb.clock)
+    return sb
 
 
 @pytest.fixture
@@ -868,3 +891,15 @@ def test_batch_of_twenty_creates_are_all_applied(tgt: Graph) -> None:
     assert sorted(p["status"] for p in r.json()["responses"]) == [201] * 20
     names = {a["displayName"] for a in tgt.all_pages("/applications?$top=7")[0]}
     assert {f"app {i}" for i in range(20)} <= names
+
+
+def test_search_needs_consistency_level_and_matches_word_prefixes(src: Graph) -> None:
+    params = {"$search": '"displayName:wave"'}
+    graph_error(src.get("/groups", params=params), 400, "Request_UnsupportedQuery")
+    hits = src.get("/groups", params=params, headers={"ConsistencyLevel": "eventual"}).json()["value"]
+    assert [g["displayName"] for g in hits] == ["Migration Wave 1"]
+    both = src.get("/groups", params={"$search": '"displayName:wave" OR "displayName:finance"'},
+                   headers={"ConsistencyLevel": "eventual"}).json()["value"]
+    assert {g["displayName"] for g in both} == {"Migration Wave 1", "Finance Team"}
+    graph_error(src.get("/groups", params={"$search": "wave"}, headers={"ConsistencyLevel": "eventual"}), 400,
+                "Request_UnsupportedQuery")

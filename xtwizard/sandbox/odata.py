@@ -575,6 +575,42 @@ def sort_items(items: list[JSON], order: tuple[str, bool] | None) -> list[JSON]:
     return present + missing
 
 
+# --- $search (advanced queries: tokenized prefix match on a few string properties) ---------------------------
+
+SEARCHABLE = frozenset({"displayName", "description", "mail", "mailNickname", "userPrincipalName", "givenName",
+                        "surname"})
+_SEARCH_TERM_RE = re.compile(r'"([A-Za-z]+):([^"]*)"')
+
+
+def parse_search(raw: str, etype: EntityType) -> Callable[[Mapping[str, Any]], bool]:
+    """`"displayName:wave" OR "mail:wave"`: each term matches when a word of the property starts with the value."""
+    text = raw.strip()
+    terms = _SEARCH_TERM_RE.findall(text)
+    rest = _SEARCH_TERM_RE.sub("", text).replace("AND", "").replace("OR", "").strip()
+    if not terms or rest:
+        raise ODataError("Request_UnsupportedQuery", f"Syntax error: invalid $search query '{raw}'. Use "
+                                                     f"\"property:value\" terms joined by AND or OR.")
+    for prop, _ in terms:
+        if prop not in etype.properties or prop not in SEARCHABLE:
+            raise ODataError("Request_UnsupportedQuery", f"Unsupported or invalid query filter clause specified for "
+                                                         f"property '{prop}' of resource '{etype.resource}'.")
+    use_any = " OR " in text
+
+    def term_matches(obj: Mapping[str, Any], prop: str, value: str) -> bool:
+        have = obj.get(prop)
+        if not isinstance(have, str):
+            return False
+        want = value.lower()
+        words = re.split(r"[^0-9a-z]+", have.lower())
+        return have.lower().startswith(want) or any(w.startswith(want) for w in words if w)
+
+    def match(obj: Mapping[str, Any]) -> bool:
+        results = (term_matches(obj, p, v) for p, v in terms)
+        return any(results) if use_any else all(results)
+
+    return match
+
+
 # --- paging ----------------------------------------------------------------------------------------------------
 
 def query_fingerprint(path: str, parts: Iterable[str]) -> str:

@@ -49,6 +49,7 @@ from ..odata import (
     page,
     parse_filter,
     parse_orderby,
+    parse_search,
     parse_select,
     parse_top,
     project,
@@ -667,10 +668,17 @@ class GraphBackend(Backend):
                 flt = parse_filter(ftext, etype, advanced=advanced)
                 shown = [render(i, every) for i in items]
                 items = [i for i, s in zip(items, shown, strict=True) if flt(s)]
+            search = self._q(ctx, "search")
+            if search is not None:
+                if not filterable:
+                    raise ODataError("Request_UnsupportedQuery", "Unsupported Query.")
+                found = parse_search(search, etype)
+                items = [i for i in items if found(render(i, every))]
             if order is not None:
                 keyed = sort_items([{**render(i, every), "\x00src": i} for i in items], order)
                 items = [k["\x00src"] for k in keyed]
-            fp = query_fingerprint(req.path, [ftext or "", self._q(ctx, "orderby") or ""])
+            fp = query_fingerprint(req.path, [ftext or "", self._q(ctx, "orderby") or "",
+                                                self._q(ctx, "search") or ""])
             token = self._q(ctx, "skiptoken")
             offset = decode_skiptoken(token, fp) if token is not None else 0
         except ODataError as exc:
