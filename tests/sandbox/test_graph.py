@@ -903,3 +903,24 @@ def test_search_needs_consistency_level_and_matches_word_prefixes(src: Graph) ->
     assert {g["displayName"] for g in both} == {"Migration Wave 1", "Finance Team"}
     graph_error(src.get("/groups", params={"$search": "wave"}, headers={"ConsistencyLevel": "eventual"}), 400,
                 "Request_UnsupportedQuery")
+
+
+@pytest.mark.parametrize("credential", [{"startDateTime": "9999-12-31T00:00:00Z"},
+                                        {"endDateTime": "0001-01-01T00:00:00+01:00"},
+                                        {"endDateTime": "yesterday"},
+                                        {"startDateTime": "2030-01-02T00:00:00Z", "endDateTime": "2030-01-01T00:00:00Z"}])
+def test_add_password_refuses_unusable_dates(tgt: Graph, credential: dict[str, str]) -> None:
+    app = create_app(tgt)
+    graph_error(tgt.post(f"/applications/{app['id']}/addPassword", {"passwordCredential": credential}), 400)
+    assert tgt.get(f"/applications/{app['id']}").json()["passwordCredentials"] == []
+
+
+def test_oidc_userinfo_on_the_graph_host(src: Graph, sandbox: Sandbox, http: httpx.Client) -> None:
+    """The identity platform's discovery document names {graph}/oidc/userinfo (OIDC userinfo endpoint)."""
+    import jwt
+
+    r = http.get(sandbox.urls["graph"] + "/oidc/userinfo", headers=bearer(src.token))
+    assert r.status_code == 200
+    claims = jwt.decode(src.token, options={"verify_signature": False})
+    assert r.json()["sub"] == claims["sub"] and r.json()["name"].startswith("Nora Admin")
+    graph_error(http.get(sandbox.urls["graph"] + "/oidc/userinfo"), 401, "InvalidAuthenticationToken")

@@ -110,11 +110,12 @@ KEYS = ["displayName", "appId", "signInAudience", "web", "redirectUris", "requir
         "passwordCredential", "keyId", "principalId", "resourceId", "appRoleId", "mailEnabled", "securityEnabled",
         "mailNickname", "groupTypes", "addLicenses", "removeLicenses", "skuId", "disabledPlans", "@odata.id",
         "requests", "id", "url", "method", "body", "dependsOn", "headers", "endDateTime", "key", "type", "usage",
-        "_secretHashes", "resourceAccess", "members@odata.bind"]
+        "_secretHashes", "resourceAccess", "members@odata.bind", "startDateTime"]
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**12), st.floats(allow_nan=False),
                     st.text(max_size=30), st.sampled_from([str(uuid.UUID(int=0)), "https://office.com",
                                                            "AzureADMultipleOrgs", "Role", "GET", "/me",
-                                                           "2030-01-01T00:00:00Z", "946ce899-873d-44bb-9d8b-671870cbfdbf",
+                                                           "2030-01-01T00:00:00Z", "0001-01-01T00:00:00+01:00",
+                                                           "9999-12-31T23:59:59Z", "946ce899-873d-44bb-9d8b-671870cbfdbf",
                                                            "f7264778-fba9-422d-8e9e-2675a2c4b513"]))
 json_values = st.recursive(scalars, lambda inner: st.one_of(
     st.lists(inner, max_size=4),

@@ -66,6 +66,8 @@ MAX_BATCH = 20
 ALT_KEY_RE = re.compile(r"^(applications|servicePrincipals)\(appId='([^']*)'\)$", re.IGNORECASE)
 SECRET_ALPHABET = string.ascii_letters + string.digits + "_.~-"
 NOT_MAIL_ENABLED_WRITE = "Cannot Update a mail-enabled security groups and or distribution list."
+MIN_TIME = -2208988800.0  # 1900-01-01T00:00:00Z
+MAX_TIME = 253402300799.0 - 10 * 366 * 86400  # ten years before the end of 9999
 SIGN_IN_AUDIENCES = ("AzureADMyOrg", "AzureADMultipleOrgs", "AzureADandPersonalMicrosoftAccount",
                      "PersonalMicrosoftAccount")
 
@@ -429,6 +431,7 @@ class GraphBackend(Backend):
     def register(self) -> None:
         r = self.router
         r.add("POST", V + r"/\$batch", self.batch)
+        r.add("GET", "/oidc/userinfo", self.userinfo)  # dispatched before the version check; listed for the log
         r.add("GET", V + "/organization", self.list_organization)
         r.add("GET", V + "/organization/{oid}", self.get_organization)
         r.add("GET", V + "/me", self.get_me)
@@ -479,6 +482,8 @@ class GraphBackend(Backend):
             self._local.req = None
 
     def _handle(self, req: Request, *, in_batch: bool) -> Response:
+        if req.path.rstrip("/").lower() == "/oidc/userinfo" and not in_batch:
+            return self.userinfo(req)
         segments = [s for s in req.path.split("/") if s]
         if not segments or segments[0].lower() != "v1.0":
             raise self.error(400, "BadRequest", f"Invalid version: {segments[0] if segments else ''}")
@@ -509,6 +514,23 @@ class GraphBackend(Backend):
         if route.handler == self.batch and in_batch:
             raise self.error(400, "BadRequest", "A batch request cannot contain another batch request.")
         return route.handler(Ctx(req, caller, tenant, user), **params)
+
+    def userinfo(self, req: Request) -> Response:
+        """The OIDC userinfo endpoint the identity platform's discovery document names (it lives on Graph's host)."""
+        if req.method not in ("GET", "POST"):
+            raise self.error(405, "Request_BadRequest", "Specified HTTP method is not allowed for the request target.")
+        caller = self.caller(req)
+        tenant = self.st.tenant(caller.tenant_id, by_key=False)
+        user = tenant.user(caller.object_id) if tenant is not None and not caller.is_app else None
+        if user is None:
+            raise self.error(401, "InvalidAuthenticationToken", "The userinfo endpoint needs a token of a signed-in "
+                                                                "user of an existing tenant.")
+        out: JSON = {"sub": caller.claims.get("sub"), "name": user.get("displayName"),
+                     "family_name": user.get("surname"), "given_name": user.get("givenName"),
+                     "picture": f"{req.base_url}{V}/me/photo/$value"}
+        if user.get("mail"):
+            out["email"] = user["mail"]
+        return Response.json(out)
 
     def _bad_segment(self, segments: list[str]) -> str:
         tops = {r.template.split("/")[2].lower().replace("\\", "") for r in self.router.routes}
@@ -613,9 +635,9 @@ class GraphBackend(Backend):
             "binary": isinstance(value, str),
         }[kind]
         if ok and kind == "datetime":
-            try:
-                parse_iso(value)
-            except ValueError:
+            try:  # credentials add years to these: keep them where timestamps stay representable
+                ok = MIN_TIME <= parse_iso(value) <= MAX_TIME
+            except (ValueError, OverflowError):
                 ok = False
         if ok and kind == "binary":
             try:
