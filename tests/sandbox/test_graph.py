@@ -924,3 +924,35 @@ def test_oidc_userinfo_on_the_graph_host(src: Graph, sandbox: Sandbox, http: htt
     claims = jwt.decode(src.token, options={"verify_signature": False})
     assert r.json()["sub"] == claims["sub"] and r.json()["name"].startswith("Nora Admin")
     graph_error(http.get(sandbox.urls["graph"] + "/oidc/userinfo"), 401, "InvalidAuthenticationToken")
+
+
+def test_secret_from_add_password_gets_an_app_token_whose_roles_graph_honours(tgt: Graph, sandbox: Sandbox,
+                                                                            http: httpx.Client) -> None:
+    """End to end with the identity platform: client_credentials with the secret, then Graph app-only calls."""
+    graph_app_id = "00000003-0000-0000-c000-000000000000"
+    graph_sp = tgt.get(f"/servicePrincipals(appId='{graph_app_id}')").json()
+    read_all = next(r["id"] for r in graph_sp["appRoles"] if r["value"] == "Directory.Read.All")
+    app = create_app(tgt, signInAudience="AzureADMyOrg", requiredResourceAccess=[
+        {"resourceAppId": graph_app_id, "resourceAccess": [{"id": read_all, "type": "Role"}]}])
+    sp = tgt.post("/servicePrincipals", {"appId": app["appId"]}).json()
+    secret = tgt.post(f"/applications/{app['id']}/addPassword", {}).json()["secretText"]
+    tenant = sandbox.state.tenant("target")
+    assert tenant is not None
+
+    def app_graph() -> Graph:
+        r = http.post(f"{sandbox.urls['login']}/{tenant.id}/oauth2/v2.0/token", data={
+            "grant_type": "client_credentials", "client_id": app["appId"], "client_secret": secret,
+            "scope": "https://graph.microsoft.com/.default"})
+        assert r.status_code == 200, r.text
+        return Graph(sandbox, http, r.json()["access_token"])
+
+    graph_error(app_graph().get("/users"), 403, "Authorization_RequestDenied")
+    assert tgt.post(f"/servicePrincipals/{graph_sp['id']}/appRoleAssignedTo",
+                    {"principalId": sp["id"], "resourceId": graph_sp["id"], "appRoleId": read_all}).status_code == 201
+    as_daemon = app_graph()
+    assert as_daemon.get("/users").status_code == 200
+    graph_error(as_daemon.post("/applications", {"displayName": "nope"}), 403)
+    wrong = http.post(f"{sandbox.urls['login']}/{tenant.id}/oauth2/v2.0/token", data={
+        "grant_type": "client_credentials", "client_id": app["appId"], "client_secret": secret[:-1] + "x",
+        "scope": "https://graph.microsoft.com/.default"})
+    assert wrong.status_code == 401
