@@ -31,6 +31,7 @@ from ..directory import (
     directory_role_objects,
     ensure_service_principal,
     find_application,
+    grant_app_role,
     iso,
     parse_iso,
     revoke_user_sessions,
@@ -1169,15 +1170,10 @@ class GraphBackend(Backend):
         if any(a["principalId"] == pobj["id"] and a["resourceId"] == resource["id"] and a["appRoleId"] == role_id
                for a in assignments.values()):
             raise self.bad("Permission being assigned already exists on the object")
-        now = self.st.clock.now()
-        aid = base64.urlsafe_b64encode(uuid.uuid4().bytes + uuid.uuid4().bytes[:8]).decode("ascii").rstrip("=")
-        assignment = {
-            "id": aid, "deletedDateTime": None, "appRoleId": role_id, "createdDateTime": _iso_frac(now),
-            "principalDisplayName": pobj.get("displayName"), "principalId": pobj["id"],
-            "principalType": {"users": "User", "groups": "Group", "servicePrincipals": "ServicePrincipal"}[kind],
-            "resourceDisplayName": resource.get("displayName"), "resourceId": resource["id"],
-        }
-        assignments[aid] = self.st.stamp(assignment)
+        # The same operation as the identity platform's admin consent (reference §4, note under G8).
+        assignment, _ = grant_app_role(self.st, ctx.tenant, pobj, resource, role_id)
+        assignment["principalType"] = {"users": "User", "groups": "Group",
+                                       "servicePrincipals": "ServicePrincipal"}[kind]
         return self.ok({"@odata.context": f"{ctx.base}/$metadata#{context}/$entity",
                         **self.render_assignment(assignment, None)}, 201)
 
