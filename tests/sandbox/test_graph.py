@@ -102,13 +102,18 @@ def graph_error(r: httpx.Response, status: int, code: str | None = None) -> dict
 
 
 def self_signed_der(cn: str = "CN=CTMM", days: int = 365) -> tuple[bytes, x509.Certificate]:
+    der, cert, _ = self_signed(cn, days)
+    return der, cert
+
+
+def self_signed(cn: str = "CN=CTMM", days: int = 365) -> tuple[bytes, x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn.removeprefix("CN="))])
     now = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now)
             .not_valid_after(now + datetime.timedelta(days=days)).sign(key, hashes.SHA256()))
-    return cert.public_bytes(serialization.Encoding.DER), cert
+    return cert.public_bytes(serialization.Encoding.DER), cert, key
 
 
 def small_scenario(path: Any, *, sku_units: int = 1, extra_users: int = 5) -> str:
@@ -956,3 +961,39 @@ def test_secret_from_add_password_gets_an_app_token_whose_roles_graph_honours(tg
         "grant_type": "client_credentials", "client_id": app["appId"], "client_secret": secret[:-1] + "x",
         "scope": "https://graph.microsoft.com/.default"})
     assert wrong.status_code == 401
+
+
+def test_add_key_rolls_a_certificate_over_with_a_proof_signed_by_the_current_one(tgt: Graph, sandbox: Sandbox,
+                                                                                 http: httpx.Client) -> None:
+    import jwt
+
+    app = create_app(tgt)
+    der, _, key = self_signed("CN=first")
+    tgt.patch(f"/applications/{app['id']}", {"keyCredentials": [
+        {"type": "AsymmetricX509Cert", "usage": "Verify", "key": base64.b64encode(der).decode()}]})
+    new_der, _, _ = self_signed("CN=second")
+    new_kc = {"type": "AsymmetricX509Cert", "usage": "Verify", "key": base64.b64encode(new_der).decode()}
+    now = int(sandbox.clock.now())
+
+    def proof(signer: Any = key, iss: str = app["id"], life: int = 600) -> str:
+        return jwt.encode({"aud": "00000002-0000-0000-c000-000000000000", "iss": iss, "nbf": now, "exp": now + life},
+                          signer, algorithm="ES256")
+
+    add = f"/applications/{app['id']}/addKey"
+    graph_error(tgt.post(add, {"keyCredential": new_kc, "passwordCredential": None}), 403,
+                "Authorization_RequestDenied")
+    for bad in (proof(signer=ec.generate_private_key(ec.SECP256R1())), proof(iss=str(uuid.uuid4())),
+                proof(life=3600), "not-a-jwt"):
+        err = graph_error(tgt.post(add, {"keyCredential": new_kc, "passwordCredential": None, "proof": bad}), 401)
+        assert err["code"] == "Authentication_MissingOrMalformed"
+    r = tgt.post(add, {"keyCredential": new_kc, "passwordCredential": None, "proof": proof()})
+    assert r.status_code == 200, r.text
+    added = r.json()
+    assert added["key"] is None and added["displayName"] == "CN=second"
+    keys = tgt.get(f"/applications/{app['id']}").json()["keyCredentials"]
+    assert len(keys) == 2
+    old_id = next(k["keyId"] for k in keys if k["keyId"] != added["keyId"])
+    r = tgt.post(f"/applications/{app['id']}/removeKey", {"keyId": old_id, "proof": proof()})
+    assert r.status_code == 204, r.text
+    assert [k["keyId"] for k in tgt.get(f"/applications/{app['id']}").json()["keyCredentials"]] == [added["keyId"]]
+    graph_error(tgt.post(f"/applications/{app['id']}/removeKey", {"keyId": old_id, "proof": proof()}), 401)

@@ -53,7 +53,8 @@ class World:
             ("GET", "/applications"), ("POST", "/applications"), ("GET", f"/applications/{i['app']}"),
             ("GET", f"/applications{i['appkey']}"), ("PATCH", f"/applications/{i['app']}"),
             ("DELETE", f"/applications/{i['rnd']}"), ("POST", f"/applications/{i['app']}/addPassword"),
-            ("POST", f"/applications/{i['app']}/removePassword"),
+            ("POST", f"/applications/{i['app']}/removePassword"), ("POST", f"/applications/{i['app']}/addKey"),
+            ("POST", f"/applications{i['appkey']}/removeKey"),
             ("GET", "/servicePrincipals"), ("POST", "/servicePrincipals"), ("GET", f"/servicePrincipals/{i['sp']}"),
             ("GET", f"/servicePrincipals(appId='{EXO_APP_ID}')"), ("DELETE", f"/servicePrincipals/{i['rnd']}"),
             ("GET", f"/servicePrincipals/{i['exo']}/appRoleAssignedTo"),
@@ -110,7 +111,7 @@ KEYS = ["displayName", "appId", "signInAudience", "web", "redirectUris", "requir
         "passwordCredential", "keyId", "principalId", "resourceId", "appRoleId", "mailEnabled", "securityEnabled",
         "mailNickname", "groupTypes", "addLicenses", "removeLicenses", "skuId", "disabledPlans", "@odata.id",
         "requests", "id", "url", "method", "body", "dependsOn", "headers", "endDateTime", "key", "type", "usage",
-        "_secretHashes", "resourceAccess", "members@odata.bind", "startDateTime"]
+        "_secretHashes", "resourceAccess", "proof", "keyCredential", "members@odata.bind", "startDateTime"]
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**12), st.floats(allow_nan=False),
                     st.text(max_size=30), st.sampled_from([str(uuid.UUID(int=0)), "https://office.com",
                                                            "AzureADMultipleOrgs", "Role", "GET", "/me",

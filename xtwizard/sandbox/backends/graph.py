@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
@@ -303,6 +304,9 @@ APPLICATION_BODY = Obj("microsoft.graph.application", {
 PASSWORD_CREDENTIAL = Obj("microsoft.graph.passwordCredential", {
     "displayName": "string", "endDateTime": "datetime", "startDateTime": "datetime", "customKeyIdentifier": "binary",
     "hint": "string", "keyId": "guid", "secretText": "string"}, frozenset({"hint", "keyId", "secretText"}))
+ADD_KEY_BODY = Obj("microsoft.graph.addKey", {"keyCredential": KEY_CREDENTIAL, "passwordCredential": PASSWORD_CREDENTIAL,
+                                             "proof": "string"})
+REMOVE_KEY_BODY = Obj("microsoft.graph.removeKey", {"keyId": "guid", "proof": "string"})
 ADD_PASSWORD_BODY = Obj("microsoft.graph.addPassword", {"passwordCredential": PASSWORD_CREDENTIAL})
 REMOVE_PASSWORD_BODY = Obj("microsoft.graph.removePassword", {"keyId": "guid"})
 SERVICE_PRINCIPAL_BODY = Obj("microsoft.graph.servicePrincipal", {
@@ -447,6 +451,8 @@ class GraphBackend(Backend):
         r.add("DELETE", V + "/applications/{key}", self.delete_application)
         r.add("POST", V + "/applications/{key}/addPassword", self.add_password)
         r.add("POST", V + "/applications/{key}/removePassword", self.remove_password)
+        r.add("POST", V + "/applications/{key}/addKey", self.add_key)
+        r.add("POST", V + "/applications/{key}/removeKey", self.remove_key)
         r.add("GET", V + "/servicePrincipals", self.list_service_principals)
         r.add("POST", V + "/servicePrincipals", self.create_service_principal)
         r.add("GET", V + "/servicePrincipals/{key}", self.get_service_principal)
@@ -1075,6 +1081,71 @@ class GraphBackend(Backend):
                                                               f"'{key_id}'.")
         app["passwordCredentials"] = [c for c in creds if str(c.get("keyId")).lower() != key_id]
         app.get("_secretHashes", {}).pop(key_id, None)
+        self.st.touch()
+        return Response.empty(204)
+
+    def _authorize_key_rollover(self, ctx: Ctx, app: JSON) -> None:
+        """An app may roll its own certificates with a proof and no permission at all; others need app writes."""
+        if ctx.caller.is_app and ctx.caller.app_id.lower() == str(app.get("appId")).lower():
+            return
+        self.authorize(ctx, "applications.write")
+
+    def _check_proof(self, app: JSON, proof: Any) -> None:
+        """Reference G5: a JWT signed by a currently valid certificate of the app, aud = the AAD Graph app id,
+        iss = the app's object id, lifespan (exp - nbf) at most 10 minutes."""
+        if not isinstance(proof, str) or not proof:
+            raise self.denied()
+        malformed = self.error(401, "Authentication_MissingOrMalformed", "Access Token missing or malformed.")
+        now = self.st.clock.now()
+        for kc in app.get("keyCredentials", []):
+            if kc.get("usage") != "Verify" or not kc.get("key"):
+                continue
+            try:
+                if not parse_iso(kc["startDateTime"]) - 300 <= now <= parse_iso(kc["endDateTime"]):
+                    continue
+                cert = x509.load_der_x509_certificate(base64.b64decode(kc["key"]))
+                claims = jwt.decode(proof, cert.public_key(),  # type: ignore[arg-type]
+                                    algorithms=["RS256", "RS384", "RS512", "PS256", "ES256", "ES384"],
+                                    audience="00000002-0000-0000-c000-000000000000",
+                                    options={"verify_exp": False, "verify_nbf": False, "verify_iat": False,
+                                             "require": ["aud", "iss", "nbf", "exp"]})
+            except (ValueError, TypeError, KeyError, jwt.PyJWTError):
+                continue
+            nbf, exp = claims.get("nbf"), claims.get("exp")
+            if (str(claims.get("iss")).lower() == str(app["id"]).lower() and isinstance(nbf, int | float)
+                    and isinstance(exp, int | float) and 0 < exp - nbf <= 600 and nbf - 300 <= now <= exp):
+                return
+        raise malformed
+
+    def add_key(self, ctx: Ctx, key: str) -> Response:
+        app = self.app_by_key(ctx, key)
+        self._authorize_key_rollover(ctx, app)
+        body = self.body(ctx, ADD_KEY_BODY)
+        if not isinstance(body.get("keyCredential"), dict):
+            raise self.bad("Invalid value specified for property 'keyCredential' of resource 'Application'.")
+        if body.get("passwordCredential") is not None:
+            raise self.bad("Invalid value specified for property 'passwordCredential' of resource 'Application'.")
+        self._check_proof(app, body.get("proof"))
+        added = self._key_credential(body["keyCredential"], self.st.clock.now())
+        if any(str(k.get("keyId")).lower() == added["keyId"] for k in app.get("keyCredentials", [])):
+            raise self.bad("Invalid value specified for property 'keyId' of resource 'KeyCredential'.")
+        app.setdefault("keyCredentials", []).append(added)
+        self.st.touch()
+        return self.ok({"@odata.context": f"{ctx.base}/$metadata#microsoft.graph.keyCredential",
+                        **added, "key": None})
+
+    def remove_key(self, ctx: Ctx, key: str) -> Response:
+        app = self.app_by_key(ctx, key)
+        self._authorize_key_rollover(ctx, app)
+        body = self.body(ctx, REMOVE_KEY_BODY)
+        key_id = str(body.get("keyId") or "").lower()
+        if not key_id:
+            raise self.bad("Invalid value specified for property 'keyId' of resource 'Application'.")
+        self._check_proof(app, body.get("proof"))
+        creds = app.get("keyCredentials", [])
+        if not any(str(c.get("keyId")).lower() == key_id for c in creds):
+            raise self.error(404, "Request_ResourceNotFound", f"No key credential found with keyId '{key_id}'.")
+        app["keyCredentials"] = [c for c in creds if str(c.get("keyId")).lower() != key_id]
         self.st.touch()
         return Response.empty(204)
 
