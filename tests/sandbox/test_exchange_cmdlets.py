@@ -279,3 +279,31 @@ def test_new_migration_batch_validation(sandbox, http):
     tgt.ok("Remove-MigrationBatch", Identity="B")
     assert tgt.fail("Get-MigrationBatch", Identity="B")[0] == "ManagementObjectNotFoundException"
     assert [b["Identity"] for b in tgt.ok("Get-MigrationBatch")] == ["Pilot"]
+
+
+def test_key_vault_certificate_endpoint_needs_exchange_to_read_the_vault(sandbox, http):
+    """The deprecated AppSecretKeyVaultUrl path (reference §1.2 step 6, §2.2): Exchange reads the certificate."""
+    from tests.sandbox.support import bearer, user_token
+    from tests.sandbox.test_arm_helpers import ADMIN, grant, make_vault, oid, vault_id
+    from xtwizard.sandbox.catalog import AZURE_ROLES
+    from xtwizard.sandbox.directory import resource_service_principal
+
+    _, tgt = exos(sandbox, http)
+    app_id = register_app(sandbox)
+    make_vault(sandbox, http, "kv-ctmm").raise_for_status()
+    grant(sandbox, http, vault_id("kv-ctmm"), AZURE_ROLES["Key Vault Administrator"], oid(sandbox, ADMIN)
+          ).raise_for_status()
+    kv = bearer(user_token(sandbox, "target", ADMIN, "https://vault.azure.net"))
+    base = f"{sandbox.urls['vault']}/kv-ctmm/certificates/ctmm"
+    r = http.post(base + "/create?api-version=7.4", headers=kv, json={"policy": {
+        "issuer": {"name": "Self"}, "x509_props": {"subject": "CN=ctmm", "validity_months": 12}}})
+    assert r.status_code == 202, r.text
+    sandbox.clock.advance(5)
+    cert_id = http.get(base + "/?api-version=7.4", headers=kv).json()["id"]
+    params = {k: v for k, v in _endpoint(tgt, app_id).items() if k != "Credentials"} | {"AppSecretKeyVaultUrl": cert_id}
+    etype, text = tgt.fail("New-MigrationEndpoint", **params)
+    assert etype == "KeyVaultFailureErrorException" and text.startswith("Error finding certificate 'ctmm'")
+    exo_sp = resource_service_principal(sandbox.state.tenant("target"), "https://outlook.office365.com")
+    grant(sandbox, http, vault_id("kv-ctmm"), AZURE_ROLES["Key Vault Certificate User"], exo_sp["id"]
+          ).raise_for_status()
+    assert tgt.one("New-MigrationEndpoint", **params)["AppSecretKeyVaultUrl"] == cert_id

@@ -167,3 +167,38 @@ def test_fuzzed_bodies_always_get_the_error_shape_never_5xx(sandbox, http):
                 assert d["message"].count("|") >= 2
 
     check()
+
+
+def test_app_only_tokens_need_exchange_manage_as_app(sandbox, http):
+    from tests.sandbox.support import app_token
+
+    t = sandbox.state.tenant("target")
+    url = f"{sandbox.info['exchange_url']}/{t.id}/InvokeCommand"
+    body = {"CmdletInput": {"CmdletName": "Get-OrganizationConfig", "Parameters": {}}}
+    without = app_token(sandbox, "target", "11111111-1111-1111-1111-111111111111", "sp-1", roles=[])
+    r = http.post(url, json=body, headers=bearer(without))
+    assert r.status_code == 403 and "CmdletAccessDeniedException" in r.json()["error"]["details"][0]["message"]
+    with_role = app_token(sandbox, "target", "11111111-1111-1111-1111-111111111111", "sp-1",
+                          roles=["Exchange.ManageAsApp"])
+    assert http.post(url, json=body, headers=bearer(with_role)).status_code == 200
+
+
+def test_exchange_state_survives_a_restart(tmp_path):
+    import httpx
+
+    from tests.conftest import ca_context
+    from xtwizard.sandbox import Sandbox
+
+    state_dir = str(tmp_path / "state")
+    with Sandbox("demo", state_dir=state_dir) as sb, httpx.Client(verify=ca_context(sb.ca_path),
+                                                                  trust_env=False) as c:
+        tgt = Exo(sb, c, "target", TARGET_ADMIN)
+        tgt.ok("Enable-OrganizationCustomization")
+        tgt.ok("New-MailUser", Name="Kept Across Restarts", ExternalEmailAddress="kept@northwind.example",
+               PrimarySmtpAddress="kept@fabrikam.example")
+    with Sandbox("demo", state_dir=state_dir) as sb, httpx.Client(verify=ca_context(sb.ca_path),
+                                                                  trust_env=False) as c:
+        tgt = Exo(sb, c, "target", TARGET_ADMIN)
+        assert tgt.one("Get-OrganizationConfig")["IsDehydrated"] is False
+        assert tgt.one("Get-MailUser", Identity="kept@fabrikam.example")["Name"] == "Kept Across Restarts"
+        assert [b["Identity"] for b in tgt.ok("Get-MigrationBatch")] == ["Pilot"]

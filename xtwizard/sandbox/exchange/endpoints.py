@@ -8,9 +8,8 @@ endpoint the way it breaks in Exchange Online.
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
 
-from ..catalog import AZURE_ROLES, stable_id
+from ..catalog import stable_id
 from ..directory import (
     app_roles_granted,
     find_application,
@@ -78,58 +77,37 @@ def secret_problem(state: SandboxState, app: JSON, app_id: str, credential_hash:
     return None
 
 
-SECRET_READER_ROLES = {AZURE_ROLES[n] for n in ("Key Vault Administrator", "Key Vault Secrets Officer",
-                                                "Key Vault Secrets User", "Owner")}
-
-
 def certificate_problem(state: SandboxState, target: Tenant, url: str) -> str | None:
-    """Can Exchange read the certificate (and its private key, i.e. the secret) at `url` from the target's vault?
+    """Can Exchange read the certificate and its private key at `url` (the deprecated AppSecretKeyVaultUrl path)?
 
-    The vault data plane belongs to backends/keyvault.py; this reads its collections tolerantly: a certificate
-    in `kv.certificates` whose id/name matches the URL, enabled and not expired, and Exchange's service principal
-    allowed to read secrets on the vault (an RBAC role on the vault or above, or an access policy with get)."""
-    m = re.search(r"/certificates/([A-Za-z0-9-]+)", url)
-    if not m:
+    The one place that asks the Key Vault backend (backends/keyvault.py): the URL names a certificate of a vault
+    in the target tenant, its version is enabled and not expired, its private key is there (the sandbox does
+    not keep keys across restarts), and Exchange's service principal may get certificates and secrets."""
+    from ..backends.keyvault import can_read_certificate, parse_object_id
+
+    parsed = parse_object_id(url)
+    if parsed is None or parsed[1] != "certificates":
         return "the URL is not a Key Vault certificate identifier"
-    name = m.group(1).lower()
-    parts = urlsplit(url)
-    host_label = (parts.hostname or "").split(".")[0].lower()
-    path_vault = parts.path.strip("/").split("/")[0].lower() if parts.path.strip("/") else ""
-    vault_names = {host_label, path_vault} - {"", "certificates", "127"}
-    cert = None
-    for key, c in target.col("kv.certificates").items():
-        ident = " ".join(str(x).lower() for x in (key, c.get("id"), c.get("name"), c.get("vault"), c.get("_vault")))
-        if re.search(rf"(^|[/ ]){re.escape(name)}($|[/ ])", ident) and any(v in ident for v in vault_names):
-            cert = c
-            break
-    if cert is None:
+    vault, _collection, name, version = parsed
+    cert = target.col("kv.certificates").get(f"{vault}/{name.lower()}")
+    if cert is None or not cert.get("versions"):
         return "certificate not found"
-    attrs = cert.get("attributes") or {}
+    versions = cert["versions"]
+    record = next((v for v in versions if v.get("version") == version), None) if version else versions[-1]
+    if record is None:
+        return "certificate version not found"
+    attrs = record.get("attributes") or {}
     if attrs.get("enabled") is False:
         return "certificate is disabled"
     exp = attrs.get("exp")
     if isinstance(exp, int | float) and exp <= state.clock.now():
         return "certificate has expired"
+    if not record.get("_unsavedKey"):
+        return "the certificate's secret (private key) is not available"
     exo_sp = resource_service_principal(target, EXCHANGE)
-    vault = next((v for v in target.col("arm.vaults").values() if str(v.get("name", "")).lower() in vault_names),
-                 None)
-    if vault is None:
-        return "vault not found"
-    props = vault.get("properties") or {}
-    if props.get("enableRbacAuthorization"):
-        vid = str(vault.get("id", "")).lower()
-        for ra in target.col("arm.roleAssignments").values():
-            p = ra.get("properties") or {}
-            role = str(p.get("roleDefinitionId", "")).rsplit("/", 1)[-1]
-            if p.get("principalId") == exo_sp["id"] and role in SECRET_READER_ROLES and \
-                    vid.startswith(str(p.get("scope", "")).lower()):
-                return None
-        return "Exchange has no role on the vault that can read secrets"
-    for ap in props.get("accessPolicies", []):
-        if ap.get("objectId") == exo_sp["id"] and "get" in [x.lower() for x in
-                                                           (ap.get("permissions") or {}).get("secrets", [])]:
-            return None
-    return "Exchange does not have [get] permission on the vault's secrets"
+    if not can_read_certificate(state, vault, exo_sp["id"], exo_sp["appId"]):
+        return "Exchange does not have permission to get the certificate and its secret from the vault"
+    return None
 
 
 def credential_problem(state: SandboxState, target: Tenant, ep: JSON) -> MoveFailure | None:
