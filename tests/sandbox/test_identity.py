@@ -444,3 +444,55 @@ def test_devicecode_endpoint_errors(sandbox, http):
                                data={"client_id": GRAPH_CLI}), 400, "invalid_request", 900144)
     assert_aad_error(http.post(f"{login}/nowhere.example/oauth2/v2.0/devicecode",
                                data={"client_id": GRAPH_CLI, "scope": "User.Read"}), 400, "invalid_request", 90002)
+
+
+def test_device_login_link_prefills_the_code(sandbox, http):
+    page = http.get(f"{sandbox.urls['login']}/devicelogin", params={"otc": "ABCD2345\"><script>"}).text
+    assert 'value="ABCD2345script"' in page
+
+
+# --- faults and restarts ----------------------------------------------------------------------------------
+
+def test_injected_throttling_keeps_the_identity_error_shape(sandbox, http):
+    ctl = sandbox.info["control_url"]
+    http.post(ctl + "/faults", json={"kind": "throttle", "service": "login", "path": "*/token", "count": 1,
+                                     "retry_after": 3})
+    url = f"{sandbox.urls['login']}/{tid(sandbox, 'source')}/oauth2/v2.0/token"
+    r = http.post(url, data={"grant_type": "client_credentials"})
+    assert r.status_code == 429 and r.headers["Retry-After"] == "3"
+    assert ERROR_KEYS <= set(r.json()) and r.json()["error"] == "temporarily_unavailable"
+    assert http.post(url, data={"grant_type": "client_credentials"}).status_code == 400  # storm used up
+
+
+def test_refresh_tokens_survive_a_restart_with_a_state_dir(tmp_path):
+    import ssl
+
+    import httpx
+
+    from xtwizard.sandbox import Sandbox
+    from xtwizard.sandbox.tokens import TokenRejected
+
+    def client(sb: Sandbox) -> httpx.Client:
+        return httpx.Client(verify=ssl.create_default_context(cafile=sb.ca_path), trust_env=False)
+
+    first = Sandbox("demo", state_dir=str(tmp_path))
+    first.start()
+    try:
+        with ScriptedBrowser(first.ca_path) as b, client(first) as http:
+            code, verifier = get_code(first, b)
+            body = redeem(first, http, code, verifier).json()
+    finally:
+        first.stop()
+    second = Sandbox("demo", state_dir=str(tmp_path))
+    second.start()
+    try:
+        with client(second) as http:
+            url = f"{second.urls['login']}/{tid(second, 'source')}/oauth2/v2.0/token"
+            r = http.post(url, data={"grant_type": "refresh_token", "client_id": GRAPH_CLI,
+                                     "refresh_token": body["refresh_token"], "scope": "https://vault.azure.net/.default"})
+            assert r.status_code == 200, r.text
+            # The old access token was signed with the previous run's key: resources refuse it now.
+            with pytest.raises(TokenRejected, match="signature"):
+                second.issuer.validate("Bearer " + body["access_token"], "https://graph.microsoft.com")
+    finally:
+        second.stop()

@@ -112,7 +112,7 @@ def form_post_page(action: str, fields: Mapping[str, str]) -> str:
 <script>document.getElementById("response").submit();</script>""")
 
 
-def device_code_page(*, action: str, message: str = "", code: int | None = None) -> str:
+def device_code_page(*, action: str, message: str = "", code: int | None = None, prefill: str = "") -> str:
     alert = (f"<div id=\"error\" role=\"alert\" data-error-code=\"{code}\"><p>{e(message)}</p></div>"
              if message else "")
     return page("Enter code", f"""
@@ -121,7 +121,7 @@ def device_code_page(*, action: str, message: str = "", code: int | None = None)
 {alert}
 <form id="devicecode" method="post" action="{e(action)}" aria-label="Enter code">
 <label for="otc">Code</label>
-<input type="text" id="otc" name="otc" autocomplete="off" autocapitalize="characters" required>
+<input type="text" id="otc" name="otc" value="{e(prefill)}" autocomplete="off" autocapitalize="characters" required>
 <button type="submit" id="next">Next</button>
 </form>""")
 

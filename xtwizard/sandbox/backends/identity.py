@@ -1064,7 +1064,8 @@ class IdentityBackend(Backend):
         return self._user_tokens(tenant, user, client, rec["scope"], form, nonce="", grant=GRANT_DEVICE_CODE)
 
     def devicelogin_get(self, req: Request) -> Response:
-        return Response.html(pages.device_code_page(action="/devicelogin"))
+        prefill = re.sub(r"[^A-Za-z0-9]", "", req.q("otc") or "")[:20]  # devicelogin?otc=CODE links
+        return Response.html(pages.device_code_page(action="/devicelogin", prefill=prefill))
 
     def devicelogin_post(self, req: Request) -> Response:
         p = req.form()
