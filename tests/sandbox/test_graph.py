@@ -997,3 +997,23 @@ def test_add_key_rolls_a_certificate_over_with_a_proof_signed_by_the_current_one
     assert r.status_code == 204, r.text
     assert [k["keyId"] for k in tgt.get(f"/applications/{app['id']}").json()["keyCredentials"]] == [added["keyId"]]
     graph_error(tgt.post(f"/applications/{app['id']}/removeKey", {"keyId": old_id, "proof": proof()}), 401)
+
+
+def test_invitation_creates_a_guest_once(tgt: Graph, sandbox: Sandbox, http: httpx.Client) -> None:
+    """G14 (legacy target script): the response echoes invitedUserEmailAddress; the guest is a user of the tenant."""
+    body = {"invitedUserEmailAddress": "Nora@northwind.example", "inviteRedirectUrl": "https://office.com",
+            "sendInvitationMessage": True, "invitedUserMessageInfo": {"customizedMessageBody": "Welcome"}}
+    r = tgt.post("/invitations", body)
+    assert r.status_code == 201, r.text
+    inv = r.json()
+    assert inv["invitedUserEmailAddress"] == "Nora@northwind.example" and inv["status"] == "PendingAcceptance"
+    assert inv["invitedUserMessageInfo"]["customizedMessageBody"] == "Welcome"
+    guest = tgt.get(f"/users/{inv['invitedUser']['id']}", params={"$select": "id,userType,userPrincipalName,mail"})
+    assert guest.json()["userType"] == "Guest"
+    assert guest.json()["userPrincipalName"] == "Nora_northwind.example#EXT#@fabrikaminc.onmicrosoft.com"
+    again = tgt.post("/invitations", body).json()
+    assert again["invitedUser"]["id"] == inv["invitedUser"]["id"]
+    graph_error(tgt.post("/invitations", {**body, "invitedUserEmailAddress": "not an address"}), 400)
+    graph_error(tgt.post("/invitations", {"invitedUserEmailAddress": "x@y.example"}), 400)
+    no_scope = as_user(sandbox, http, "target", TARGET_ADMIN, scopes=["User.Read"])
+    graph_error(no_scope.post("/invitations", body), 403, "Authorization_RequestDenied")

@@ -70,7 +70,7 @@ class World:
             ("GET", "/users"), ("GET", f"/users/{i['upn']}"), ("GET", f"/users/{i['alice']}/licenseDetails"),
             ("GET", f"/users/{i['alice']}/transitiveMemberOf"), ("POST", f"/users/{i['alice']}/assignLicense"),
             ("POST", f"/users/{i['alice']}/revokeSignInSessions"), ("GET", f"/users/{i['junk']}"),
-            ("POST", "/$batch"),
+            ("POST", "/invitations"), ("POST", "/$batch"),
         ]
 
     def call(self, method: str, path: str, *, params: Any = None, content: bytes | None = None,
@@ -111,7 +111,7 @@ KEYS = ["displayName", "appId", "signInAudience", "web", "redirectUris", "requir
         "passwordCredential", "keyId", "principalId", "resourceId", "appRoleId", "mailEnabled", "securityEnabled",
         "mailNickname", "groupTypes", "addLicenses", "removeLicenses", "skuId", "disabledPlans", "@odata.id",
         "requests", "id", "url", "method", "body", "dependsOn", "headers", "endDateTime", "key", "type", "usage",
-        "_secretHashes", "resourceAccess", "proof", "keyCredential", "members@odata.bind", "startDateTime"]
+        "_secretHashes", "resourceAccess", "proof", "keyCredential", "invitedUserEmailAddress", "inviteRedirectUrl", "members@odata.bind", "startDateTime"]
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**12), st.floats(allow_nan=False),
                     st.text(max_size=30), st.sampled_from([str(uuid.UUID(int=0)), "https://office.com",
                                                            "AzureADMultipleOrgs", "Role", "GET", "/me",

@@ -126,6 +126,9 @@ PERMISSIONS: dict[str, Permission] = {
                              "Application.ReadWrite.All Application.ReadWrite.OwnedBy", APP_ADMINS),
     "appRoleAssignments.write": _p("AppRoleAssignment.ReadWrite.All Directory.AccessAsUser.All",
                                    "AppRoleAssignment.ReadWrite.All", CONSENT_ADMINS),
+    # Members may invite guests by default in Entra, so no directory role is required (reference G14).
+    "invitations.write": _p("User.Invite.All User.ReadWrite.All Directory.ReadWrite.All Directory.AccessAsUser.All",
+                            "User.Invite.All User.ReadWrite.All Directory.ReadWrite.All"),
     "groups.read": _p(f"GroupMember.Read.All Group.Read.All Group.ReadWrite.All {DIR_READ}",
                       "GroupMember.Read.All Group.Read.All Group.ReadWrite.All Directory.Read.All "
                       "Directory.ReadWrite.All"),
@@ -323,6 +326,13 @@ GROUP_BODY = Obj("microsoft.graph.group", {
     "securityEnabled": "bool", "groupTypes": ["string"], "visibility": "string", "isAssignableToRole": "bool",
     "members@odata.bind": ["string"], "owners@odata.bind": ["string"], "id": "string", "mail": "string",
 }, frozenset({"id", "mail"}))
+INVITED_USER_MESSAGE_INFO = Obj("microsoft.graph.invitedUserMessageInfo", {
+    "customizedMessageBody": "string", "messageLanguage": "string", "ccRecipients": ["json"]})
+INVITATION_BODY = Obj("microsoft.graph.invitation", {
+    "invitedUserEmailAddress": "string", "inviteRedirectUrl": "string", "sendInvitationMessage": "bool",
+    "invitedUserDisplayName": "string", "invitedUserType": "string", "invitedUserMessageInfo": INVITED_USER_MESSAGE_INFO,
+    "resetRedemption": "bool", "id": "string", "inviteRedeemUrl": "string", "status": "string",
+}, frozenset({"id", "inviteRedeemUrl", "status"}))
 REF_BODY = Obj("microsoft.graph.directoryObjectReference", {"@odata.id": "string"})
 ASSIGNED_LICENSE = Obj("microsoft.graph.assignedLicense", {"skuId": "guid", "disabledPlans": ["guid"]})
 ASSIGN_LICENSE_BODY = Obj("microsoft.graph.assignLicense", {"addLicenses": [ASSIGNED_LICENSE],
@@ -480,6 +490,7 @@ class GraphBackend(Backend):
         r.add("GET", V + "/users/{uid}/memberOf", self.user_member_of)
         r.add("POST", V + "/users/{uid}/assignLicense", self.assign_license)
         r.add("POST", V + "/users/{uid}/revokeSignInSessions", self.revoke_sessions)
+        r.add("POST", V + "/invitations", self.invite)
 
     def handle(self, req: Request) -> Response:
         self._local.req = req
@@ -1530,6 +1541,46 @@ class GraphBackend(Backend):
         me = self._me(ctx)
         self.authorize(ctx, "sessions.revoke", target_user_id=me["id"])
         return self._revoke(ctx, me)
+
+    # --- G14 invitations (legacy target script only) ---------------------------------------------------------------
+    def invite(self, ctx: Ctx) -> Response:
+        """B2B invitation: creates (or finds) the guest user and answers with the invitation, as CT-T reads it."""
+        self.authorize(ctx, "invitations.write")
+        body = self.body(ctx, INVITATION_BODY)
+        email = body.get("invitedUserEmailAddress")
+        if not isinstance(email, str) or not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):
+            raise self.bad("Invalid value specified for property 'invitedUserEmailAddress' of resource 'Invitation'.")
+        redirect = body.get("inviteRedirectUrl")
+        if not isinstance(redirect, str) or not re.match(r"^https?://", redirect):
+            raise self.bad("Invalid value specified for property 'inviteRedirectUrl' of resource 'Invitation'.")
+        user_type = body.get("invitedUserType") or "Guest"
+        if user_type not in ("Guest", "Member"):
+            raise self.bad("Invalid value specified for property 'invitedUserType' of resource 'Invitation'.")
+        users = ctx.tenant.col("users")
+        guest = next((u for u in users.values() if str(u.get("mail") or "").lower() == email.lower()), None)
+        if guest is None:
+            now = self.st.clock.now()
+            uid = str(uuid.uuid4())
+            upn = f"{email.replace('@', '_')}#EXT#@{ctx.tenant.initial_domain}"
+            guest = {"id": uid, "userPrincipalName": upn, "displayName": body.get("invitedUserDisplayName") or email,
+                     "mail": email, "mailNickname": email.replace("@", "_"), "accountEnabled": True,
+                     "userType": user_type, "usageLocation": None, "assignedLicenses": [], "proxyAddresses": [],
+                     "otherMails": [email], "creationType": "Invitation", "externalUserState": "PendingAcceptance",
+                     "createdDateTime": iso(now), "_roles": [], "_account": False}
+            users[uid] = self.st.stamp(guest)
+        info = {"ccRecipients": [], "customizedMessageBody": None, "messageLanguage": None,
+                **(body.get("invitedUserMessageInfo") or {})}
+        token = base64.urlsafe_b64encode(secrets.token_bytes(18)).decode("ascii")
+        login = self.sb.urls.get("login", "https://login.microsoftonline.com")
+        return self.ok({
+            "@odata.context": f"{ctx.base}/$metadata#invitations/$entity", "id": str(uuid.uuid4()),
+            "inviteRedeemUrl": f"{login}/redeem?rd={token}&tenant={ctx.tenant.id}",
+            "invitedUserDisplayName": body.get("invitedUserDisplayName"), "invitedUserType": user_type,
+            "invitedUserEmailAddress": email, "sendInvitationMessage": bool(body.get("sendInvitationMessage")),
+            "resetRedemption": bool(body.get("resetRedemption")), "inviteRedirectUrl": redirect,
+            "status": "PendingAcceptance", "invitedUserMessageInfo": info,
+            "invitedUser": {"id": guest["id"]},
+        }, 201)
 
     # --- $batch -------------------------------------------------------------------------------------------------------
     def batch(self, ctx: Ctx) -> Response:
