@@ -496,3 +496,34 @@ def test_refresh_tokens_survive_a_restart_with_a_state_dir(tmp_path):
                 second.issuer.validate("Bearer " + body["access_token"], "https://graph.microsoft.com")
     finally:
         second.stop()
+
+
+def test_web_app_redeems_its_code_only_with_its_secret(sandbox, browser, http):
+    app = register_migration_app(sandbox, secret="web-secret")
+    source = tid(sandbox, "source")
+    query = {"client_id": app["appId"], "response_type": "code", "redirect_uri": "https://office.com",
+             "scope": "https://graph.microsoft.com/User.Read offline_access openid", "state": "w"}
+    url = f"{sandbox.urls['login']}/{source}/oauth2/v2.0/authorize?{urlencode(query)}"
+    walked = browser.sign_in(url, account=account(sandbox, "source", admin=True))
+    assert walked.redirect_uri == "https://office.com" and walked.delivered_status is None  # not fetched
+    form = {"grant_type": "authorization_code", "client_id": app["appId"], "code": walked.params["code"],
+            "redirect_uri": "https://office.com", "scope": "https://graph.microsoft.com/User.Read"}
+    token_url = f"{sandbox.urls['login']}/{source}/oauth2/v2.0/token"
+    assert_aad_error(http.post(token_url, data=form), 401, "invalid_client", 7000218)
+    assert_aad_error(http.post(token_url, data={**form, "client_secret": "nope"}), 401, "invalid_client", 7000215)
+    ok = http.post(token_url, data={**form, "client_secret": "web-secret"})
+    assert ok.status_code == 200, ok.text
+    at = jwt.decode(ok.json()["access_token"], options={"verify_signature": False})
+    assert at["appid"] == app["appId"] and at["scp"] == "User.Read" and at["tid"] == source
+
+
+def test_single_tenant_app_does_not_exist_in_other_tenants(sandbox, http):
+    app = register_migration_app(sandbox, secret="x")
+    with sandbox.state.lock:
+        app["signInAudience"] = "AzureADMyOrg"
+        app["publicClient"] = {"redirectUris": ["http://localhost"]}
+    query = {"client_id": app["appId"], "response_type": "code", "redirect_uri": REDIRECT, "scope": "User.Read"}
+    other = http.get(f"{sandbox.urls['login']}/{tid(sandbox, 'source')}/oauth2/v2.0/authorize", params=query)
+    assert other.status_code == 400 and 'data-error-code="700016"' in other.text
+    home = http.get(f"{sandbox.urls['login']}/{tid(sandbox, 'target')}/oauth2/v2.0/authorize", params=query)
+    assert home.status_code == 200 and 'id="signin"' in home.text
