@@ -1017,3 +1017,26 @@ def test_invitation_creates_a_guest_once(tgt: Graph, sandbox: Sandbox, http: htt
     graph_error(tgt.post("/invitations", {"invitedUserEmailAddress": "x@y.example"}), 400)
     no_scope = as_user(sandbox, http, "target", TARGET_ADMIN, scopes=["User.Read"])
     graph_error(no_scope.post("/invitations", body), 403, "Authorization_RequestDenied")
+
+
+def test_owned_by_permission_reaches_only_the_apps_the_caller_owns(tgt: Graph, sandbox: Sandbox,
+                                                                  http: httpx.Client) -> None:
+    other = create_app(tgt, displayName="Made by the admin")
+    daemon_app = create_app(tgt, displayName="Daemon", signInAudience="AzureADMyOrg")
+    daemon_sp = tgt.post("/servicePrincipals", {"appId": daemon_app["appId"]}).json()
+    daemon = as_app(sandbox, http, "target", daemon_app["appId"], daemon_sp["id"], ["Application.ReadWrite.OwnedBy"])
+    mine = daemon.post("/applications", {"displayName": "Owned by the daemon"}).json()
+    assert daemon.patch(f"/applications/{mine['id']}", {"notes": "mine"}).status_code == 204
+    assert [a["id"] for a in daemon.get("/applications").json()["value"]] == [mine["id"]]
+    graph_error(daemon.get(f"/applications/{other['id']}"), 403, "Authorization_RequestDenied")
+    graph_error(daemon.post(f"/applications/{other['id']}/addPassword", {}), 403)
+    assert other["id"] in [a["id"] for a in tgt.get("/applications").json()["value"]]
+
+
+def test_tenants_are_isolated(src: Graph, tgt: Graph) -> None:
+    app = create_app(tgt)
+    graph_error(src.get(f"/applications/{app['id']}"), 404, "Request_ResourceNotFound")
+    graph_error(src.patch(f"/applications/{app['id']}", {"notes": "x"}), 404)
+    assert app["id"] not in [a["id"] for a in src.get("/applications").json()["value"]]
+    target_user = tgt.get("/me").json()["id"]
+    graph_error(src.get(f"/users/{target_user}"), 404)

@@ -753,6 +753,12 @@ class GraphBackend(Backend):
         return [o for o in col if self.st.visible(o)]
 
     def app_by_key(self, ctx: Ctx, key: str) -> JSON:
+        app = self._app_by_key(ctx, key)
+        if self._owned_only(ctx) and not self._owns(ctx, app):
+            raise self.denied()
+        return app
+
+    def _app_by_key(self, ctx: Ctx, key: str) -> JSON:
         if key.startswith("\x00"):
             app_id = key[1:]
             self._guid_or_400(app_id)
@@ -943,9 +949,22 @@ class GraphBackend(Backend):
         return self._member_of(ctx, user, transitive=False)
 
     # --- G3-G5 applications ---------------------------------------------------------------------------------------
+    @staticmethod
+    def _owned_only(ctx: Ctx) -> bool:
+        """An app holding only Application.ReadWrite.OwnedBy sees and manages just the applications it owns."""
+        roles = ctx.caller.roles
+        return (ctx.caller.is_app and "Application.ReadWrite.OwnedBy" in roles
+                and not roles & {"Application.Read.All", "Application.ReadWrite.All", "Directory.Read.All",
+                                 "Directory.ReadWrite.All"})
+
+    def _owns(self, ctx: Ctx, app: JSON) -> bool:
+        return ctx.caller.object_id in app.get("_owners", [])
+
     def list_applications(self, ctx: Ctx) -> Response:
         self.authorize(ctx, "applications.read")
         apps = self._visible(ctx.tenant.col("applications").values())
+        if self._owned_only(ctx):
+            apps = [a for a in apps if self._owns(ctx, a)]
         return self.collection(ctx, apps, APPLICATION, "applications", render=self.render_app)
 
     def get_application(self, ctx: Ctx, key: str) -> Response:
@@ -1023,7 +1042,7 @@ class GraphBackend(Backend):
             else:
                 app[k] = v
         app.update({"id": oid, "appId": str(uuid.uuid4()), "createdDateTime": iso(now), "publisherDomain": default,
-                    "passwordCredentials": [], "_secretHashes": {}})
+                    "passwordCredentials": [], "_secretHashes": {}, "_owners": [ctx.caller.object_id]})
         if app["api"].get("requestedAccessTokenVersion") is None and app["signInAudience"] in SIGN_IN_AUDIENCES[2:]:
             app["api"]["requestedAccessTokenVersion"] = 2
         ctx.tenant.col("applications")[oid] = self.st.stamp(app)
