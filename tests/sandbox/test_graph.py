@@ -1040,3 +1040,16 @@ def test_tenants_are_isolated(src: Graph, tgt: Graph) -> None:
     assert app["id"] not in [a["id"] for a in src.get("/applications").json()["value"]]
     target_user = tgt.get("/me").json()["id"]
     graph_error(src.get(f"/users/{target_user}"), 404)
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/users/alice@northwind.example/assignLicense", {"addLicenses": [None], "removeLicenses": []}),
+    ("/applications", {"displayName": "x", "keyCredentials": [None]}),
+    ("/applications", {"displayName": "x", "requiredResourceAccess": [None]}),
+    ("/applications", {"displayName": "x", "web": {"redirectUris": [None]}}),
+    ("/groups", {"displayName": "g", "mailEnabled": False, "mailNickname": "g", "securityEnabled": True,
+                 "groupTypes": None}),
+])
+def test_null_items_in_typed_collections_are_bad_requests(src: Graph, path: str, body: dict[str, Any]) -> None:
+    err = graph_error(src.post(path, body), 400, "BadRequest")
+    assert "null value" in err["message"]

@@ -121,7 +121,12 @@ scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**12), st.floats
 json_values = st.recursive(scalars, lambda inner: st.one_of(
     st.lists(inner, max_size=4),
     st.dictionaries(st.one_of(st.sampled_from(KEYS), st.text(max_size=8)), inner, max_size=5)), max_leaves=15)
+typed_collections = st.fixed_dictionaries({}, optional={
+    k: st.lists(st.one_of(st.none(), json_values), max_size=3)
+    for k in ("addLicenses", "removeLicenses", "keyCredentials", "requiredResourceAccess", "groupTypes", "tags",
+              "identifierUris", "members@odata.bind", "resourceAccess", "disabledPlans")})
 bodies = st.one_of(
+    typed_collections.map(lambda v: json.dumps(v).encode()),
     json_values.map(lambda v: json.dumps(v).encode()),
     st.dictionaries(st.sampled_from(KEYS), json_values, max_size=6).map(lambda v: json.dumps(v).encode()),
     st.binary(max_size=60),

@@ -637,6 +637,11 @@ class GraphBackend(Backend):
         if isinstance(kind, list):
             if not isinstance(value, list):
                 raise self._node_error(value, "StartArray", key)
+            if kind[0] != "json" and any(v is None for v in value):
+                raise self.error(400, "BadRequest", f"A null value was found for the property named '{key}', which "
+                                                    f"has the expected type '{self._edm(kind[0])}[Nullable=False]'. "
+                                                    f"The expected type '{self._edm(kind[0])}[Nullable=False]' does "
+                                                    f"not allow null values.")
             return [self._validate_value(v, kind[0], key, parent) for v in value]
         if isinstance(kind, Obj):
             if not isinstance(value, dict):
