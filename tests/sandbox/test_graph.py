@@ -619,6 +619,13 @@ def test_new_objects_are_invisible_until_replicated(src: Graph, tgt: Graph, sand
     control(sandbox, http, "POST", "/clock", {"advance_seconds": 31})
     assert src.get(f"/servicePrincipals/{sp['id']}").status_code == 200
     assert src.get(f"/groups/{group['id']}").json()["displayName"] == "Late"
+    exo = src.get(f"/servicePrincipals(appId='{EXO_APP_ID}')").json()
+    grant = {"principalId": sp["id"], "resourceId": exo["id"], "appRoleId": "f7264778-fba9-422d-8e9e-2675a2c4b513"}
+    assert src.post(f"/servicePrincipals/{exo['id']}/appRoleAssignedTo", grant).status_code == 201
+    assert src.get(f"/servicePrincipals/{sp['id']}/appRoleAssignments").json()["value"] == []  # not yet replicated
+    graph_error(src.post(f"/servicePrincipals/{exo['id']}/appRoleAssignedTo", grant), 400)  # but already written
+    control(sandbox, http, "POST", "/clock", {"advance_seconds": 31})
+    assert len(src.get(f"/servicePrincipals/{sp['id']}/appRoleAssignments").json()["value"]) == 1
 
 
 # =====================================================================================================
