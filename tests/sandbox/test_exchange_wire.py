@@ -202,3 +202,46 @@ def test_exchange_state_survives_a_restart(tmp_path):
         assert tgt.one("Get-OrganizationConfig")["IsDehydrated"] is False
         assert tgt.one("Get-MailUser", Identity="kept@fabrikam.example")["Name"] == "Kept Across Restarts"
         assert [b["Identity"] for b in tgt.ok("Get-MigrationBatch")] == ["Pilot"]
+
+
+def test_fuzzed_csv_and_recipient_values_on_a_set_up_org(sandbox, http):
+    """Deeper paths: a ready endpoint, so CSV parsing, batch creation and Set-MailUser values get exercised."""
+    import base64
+
+    from tests.sandbox.test_exchange_support import setup_org
+
+    _src, tgt, _ = setup_org(sandbox, http)
+    csv_text = st.lists(st.sampled_from(["EmailAddress", "carla.diaz@fabrikam.example", "x@y", "\x00", '"', ",",
+                                         "\r\n", "\n", "é", "a@b.c", " "]), max_size=12).map("".join)
+    from xtwizard.sandbox.exchange.cmdlets import REGISTRY
+
+    plausible = st.sampled_from(["NorthwindMove", "Wave", "ella.fischer@fabrikam.example", "Northwind", "Pilot",
+                                 "Migration Wave 1", tgt.tenant.id, "2030-01-01T00:00:00Z", "Inbound", "Security",
+                                 "RecoverableItems", "Unlimited"])
+    any_cmdlet = st.sampled_from(sorted(c.name for c in REGISTRY.values())).flatmap(
+        lambda name: st.builds(lambda params: {"CmdletInput": {"CmdletName": name, "Parameters": params}},
+                               st.dictionaries(st.sampled_from(sorted(REGISTRY[name.lower()].params) or ["Identity"]),
+                                               plausible | JSONISH, max_size=4)))
+    bodies = st.one_of(
+        any_cmdlet,
+        st.builds(lambda name, text, start: {"CmdletInput": {"CmdletName": "New-MigrationBatch", "Parameters": {
+            "Name": name, "SourceEndpoint": "NorthwindMove", "TargetDeliveryDomain": "fabrikaminc.onmicrosoft.com",
+            "AutoStart": start, "CSVData": base64.b64encode(text.encode("utf-8", "surrogatepass")).decode()}}},
+            st.text(min_size=1, max_size=70), csv_text, st.booleans()),
+        st.builds(lambda value, key: {"CmdletInput": {"CmdletName": "Set-MailUser", "Parameters": {
+            "Identity": "ella.fischer@fabrikam.example", key: value}}},
+            JSONISH, st.sampled_from(["EmailAddresses", "PrimarySmtpAddress", "ExternalEmailAddress", "ArchiveGuid",
+                                      "ExchangeGuid", "Name"])))
+
+    @settings(max_examples=250, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(bodies)
+    def check(body):
+        r = http.post(tgt.url, content=json.dumps(body).encode(), headers=bearer(tgt.token))
+        assert r.status_code in (200, 400, 403), r.text
+        sandbox.clock.advance(7200)
+        listing = http.post(tgt.url, json={"CmdletInput": {"CmdletName": "Get-MigrationUser",
+                                                            "Parameters": {"ResultSize": "Unlimited"}}},
+                            headers=bearer(tgt.token))
+        assert listing.status_code == 200, listing.text
+
+    check()

@@ -83,8 +83,10 @@ def _parse_csv(data: bytes) -> list[str]:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise CmdletError(MIGRATION_PERMANENT, "The CSV data couldn't be read: it isn't UTF-8 text.") from None
-    reader = csv.reader(io.StringIO(text))
-    rows = [r for r in reader if any(c.strip() for c in r)]
+    try:
+        rows = [r for r in csv.reader(io.StringIO(text)) if any(c.strip() for c in r)]
+    except csv.Error as exc:
+        raise CmdletError(MIGRATION_PERMANENT, f"The CSV data couldn't be read: {exc}.") from None
     if not rows:
         raise CmdletError(MIGRATION_PERMANENT, "The CSV file is empty. It needs a header row with the column "
                                                "'EmailAddress' and one row per user.")

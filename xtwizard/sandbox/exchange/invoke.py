@@ -24,6 +24,8 @@ PAGE_DEFAULT = 1000
 PAGE_MAX = 1000
 PAGE_EXPIRY_SECONDS = 30 * 60
 EXCHANGE_ADMIN_ROLES = ("Global Administrator", "Exchange Administrator")
+# Organization Management (needed to change MailboxMoveCapability, reference §2.1): in this model the same roles.
+ORG_MANAGEMENT_ROLES = ("Global Administrator", "Exchange Administrator")
 THROTTLED = "You have reached the maximum number of concurrent requests per tenant. Please wait and try again"
 
 
@@ -92,17 +94,22 @@ class InvokeCommand:
     def _run(self, req: Request, version: str, tenant: Any, caller: Any, name: str, raw_params: Any) -> Response:
         st = self.state
         upn = caller.upn or f"app:{caller.app_id}"
+        roles: list[str] = []
         if caller.is_app:
             if "Exchange.ManageAsApp" not in caller.roles:
                 raise CmdletError(ACCESS_DENIED, f"The application '{caller.app_id}' isn't granted "
                                                  "Exchange.ManageAsApp and can't run Exchange cmdlets.", 403)
         else:
             user = tenant.user(caller.object_id) or tenant.user(caller.upn or "")
-            roles = user.get("_roles", []) if user else []
+            roles = list(user.get("_roles", [])) if user else []
             if not any(r in roles for r in EXCHANGE_ADMIN_ROLES):
                 raise CmdletError(ACCESS_DENIED, f"The user \"{caller.upn}\" isn't assigned to any management roles.",
                                   403)
         cmd = REGISTRY.get(name.lower())
+        if cmd is not None and cmd.org_management and not caller.is_app and not any(
+                r in roles for r in ORG_MANAGEMENT_ROLES):
+            raise CmdletError(ACCESS_DENIED, f"The user \"{caller.upn}\" isn't assigned to the Organization Management "
+                                             f"role group, which {cmd.name} requires.", 403)
         if cmd is None:
             raise CmdletError(COMMAND_NOT_FOUND, f"The term '{name}' is not recognized as the name of a cmdlet, "
                                                  "function, script file, or operable program. Check the spelling of "
@@ -129,8 +136,7 @@ class InvokeCommand:
         if cmd.name.startswith("Get-") and start + size < len(rows):
             token = next_token()
             self.pages[token] = Page(tenant.id, self._hash(req), start + size, st.clock.now() + PAGE_EXPIRY_SECONDS)
-            payload["@odata.nextLink"] = f"{req.base_url}/adminapi/{version}/{tenant.ref if False else tenant.id}" \
-                                         f"/InvokeCommand?$skiptoken={token}"
+            payload["@odata.nextLink"] = f"{base}/InvokeCommand?$skiptoken={token}"
         return Response.json(payload, headers=[("X-CmdletName", cmd.name)],
                              content_type="application/json;odata.metadata=minimal;odata.streaming=true;"
                                           "IEEE754Compatible=false;charset=utf-8")

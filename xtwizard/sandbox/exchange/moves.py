@@ -201,6 +201,10 @@ def completion_problem(state: SandboxState, target: Tenant, batch: JSON, u: JSON
     if tgt is None or tgt["RecipientTypeDetails"] != "MailUser":
         return MoveFailure("MigrationRecipientNotFoundException",
                            f"A recipient wasn't found for \"{u['Identity']}\" on the target.")
+    domain = str(batch.get("TargetDeliveryDomain") or "").lower()
+    if not any(a.lower().endswith("@" + domain) for a in smtp_addresses(tgt)):
+        return MoveFailure("MigrationMRSPermanentException",
+                           f"Error: The target mailbox doesn't have an SMTP proxy matching '{domain}'.")
     for a in smtp_addresses(tgt):
         dom = a.rsplit("@", 1)[-1]
         if not target.owns_domain(dom):

@@ -75,7 +75,8 @@ def convert(name: str, spec: Param, value: Any) -> Any:
     if value is None:
         if spec.mandatory:
             raise CmdletError(PARAMETER_BINDING, f"Cannot bind argument to parameter '{name}' because it is null.")
-        return None
+        # $null for a multi-valued property clears it, as in PowerShell.
+        return {"multi": MultiValue(replace=[]), "strings": [], "enumset": []}.get(k)
     if k in ("string", "identity", "secure"):
         return _as_string(name, value)
     if k in ("bool", "switch"):
