@@ -58,9 +58,10 @@ def run_demo(args: argparse.Namespace) -> int:
                 signal.signal(sig, lambda *_: done.set())
             done.wait()
             return 0
-        from .ui.demo import run_demo_window
+        from .cloud.endpoints import sandbox_endpoints
+        from .ui.app import run_wizard
 
-        return run_demo_window(info, describe_demo(info))
+        return run_wizard(sandbox_endpoints(info), demo=True)
     finally:
         sb.stop()
 

@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 
+from xtwizard.cloud.graph import SubscribedSku, is_cross_tenant_migration_sku
 from xtwizard.migration.prereqs import (
     EXCHANGE_ADMIN,
     GLOBAL_ADMIN,
@@ -13,7 +14,6 @@ from xtwizard.migration.prereqs import (
     TenantFacts,
     can_continue,
     evaluate,
-    is_migration_sku,
 )
 
 
@@ -94,4 +94,6 @@ def test_exchange_unreadable_blocks_with_the_reason():
                                            ("CROSSTENANTUSERDATAMIGRATION", True),
                                            ("CSP_Cross-Tenant-User-Data-Migration", True), ("SPB", False)])
 def test_sku_spellings(part, yes):
-    assert is_migration_sku(part) is yes
+    sku = SubscribedSku(id="x", sku_id="y", sku_part_number=part, capability_status="Enabled", consumed_units=0,
+                        prepaid_enabled=1, service_plans=())
+    assert is_cross_tenant_migration_sku(sku) is yes

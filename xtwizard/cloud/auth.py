@@ -7,9 +7,10 @@ the refresh token is multi-resource).  Blocking calls: run them off the GUI thre
 
 from __future__ import annotations
 
+import contextlib
 import html
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
@@ -19,6 +20,7 @@ import msal
 import requests
 
 from .endpoints import CloudEndpoints
+from .http import NetworkUnavailable
 from .tokenstore import TokenStore
 
 # Which public client signs in is configuration (reference §3.5, §8 item 4 — which first-party clients
@@ -48,6 +50,15 @@ def _aadsts(description: str | None) -> str | None:
     if description and description.startswith("AADSTS"):
         return description.split(":", 1)[0]
     return None
+
+
+@contextlib.contextmanager
+def _network(route: str) -> Iterator[None]:
+    """msal talks through requests: its connection failures become our NetworkUnavailable."""
+    try:
+        yield
+    except requests.RequestException as exc:
+        raise NetworkUnavailable("sign-in service", route, exc) from exc
 
 
 class LoopbackReceiver:
@@ -152,6 +163,11 @@ class TenantSession:
     def sign_in_browser(self, open_browser: Callable[[str], None], cancel: threading.Event, *,
                         timeout: float = 600, login_hint: str | None = None) -> SignedInAccount:
         """System browser + loopback (auth code with PKCE, response by form_post)."""
+        with _network("sign-in"):
+            return self._sign_in_browser(open_browser, cancel, timeout, login_hint)
+
+    def _sign_in_browser(self, open_browser: Callable[[str], None], cancel: threading.Event, timeout: float,
+                         login_hint: str | None) -> SignedInAccount:
         receiver = LoopbackReceiver()
         try:
             flow = self.app.initiate_auth_code_flow([self.endpoints.scope(self.endpoints.graph_resource)],
@@ -170,7 +186,8 @@ class TenantSession:
         return self._finish(result)
 
     def start_device_code(self) -> dict[str, Any]:
-        flow = self.app.initiate_device_flow([self.endpoints.scope(self.endpoints.graph_resource)])
+        with _network("device code"):
+            flow = self.app.initiate_device_flow([self.endpoints.scope(self.endpoints.graph_resource)])
         if "user_code" not in flow:
             raise self._error(str(flow.get("error", "")), str(flow.get("error_description", "")))
         return dict(flow)
@@ -179,8 +196,8 @@ class TenantSession:
         def should_exit(_: dict[str, Any]) -> bool:
             return cancel.is_set()
 
-        flow["expires_at"] = flow.get("expires_at", 0)
-        result = self.app.acquire_token_by_device_flow(flow, exit_condition=should_exit)
+        with _network("device code"):
+            result = self.app.acquire_token_by_device_flow(flow, exit_condition=should_exit)
         if cancel.is_set():
             raise SignInError("cancelled", "Sign-in was cancelled.")
         return self._finish(result)
@@ -213,8 +230,9 @@ class TenantSession:
             accounts = self.app.get_accounts()
             if not accounts:
                 raise SignInError("needs_sign_in", f"Sign in to the {self.slot} tenant first.")
-            result = self.app.acquire_token_silent_with_error([self.endpoints.scope(resource)], accounts[0],
-                                                              force_refresh=force_refresh)
+            with _network("token refresh"):
+                result = self.app.acquire_token_silent_with_error([self.endpoints.scope(resource)], accounts[0],
+                                                                  force_refresh=force_refresh)
             if not result or "access_token" not in result:
                 desc = str((result or {}).get("error_description", ""))
                 raise SignInError("needs_sign_in", f"Your sign-in to the {self.slot} tenant has expired or was "

@@ -8,7 +8,6 @@ the cloud clients).  Where the rules come from: reference §2.1 (licensing, role
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -60,16 +59,6 @@ class TenantFacts:
     existing_relationships: list[str] = field(default_factory=list)      # org relationships naming the partner
     existing_endpoints: list[str] = field(default_factory=list)          # ExchangeRemoteMove endpoints
     exchange_error: str | None = None
-
-
-def _norm_sku(part: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", part.lower())
-
-
-def is_migration_sku(sku_part_number: str) -> bool:
-    """Cross Tenant User Data Migration, in any of its spellings (reference §2.1: match loosely)."""
-    n = _norm_sku(sku_part_number)
-    return "crosstenantuserdatamigration" in n
 
 
 def _roles(f: TenantFacts) -> str:

@@ -1,0 +1,91 @@
+"""Application bootstrap: logging first, crash capture, then the wizard.
+
+A rotating log file in the user log directory (allowlisted content only: see cloud/http.py), uncaught
+exceptions from any thread logged, Qt's own messages logged, and faulthandler writing hard crashes to a file.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import logging
+import logging.handlers
+import sys
+import threading
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+from PySide6.QtCore import QtMsgType, qInstallMessageHandler
+from PySide6.QtWidgets import QApplication
+
+from ..cloud.endpoints import CloudEndpoints
+from ..cloud.http import harden_logging
+from .context import AppContext, SystemBrowser
+from .runner import AsyncRunner
+from .wizard import MigrationWizard
+
+log = logging.getLogger("xtwizard")
+_crash_file: IO[str] | None = None
+
+
+def default_dirs(demo: bool) -> tuple[Path, Path]:
+    import platformdirs
+
+    data = Path(platformdirs.user_data_dir("xtwizard", appauthor=False))
+    logs = Path(platformdirs.user_log_dir("xtwizard", appauthor=False))
+    return (data / "rehearsal" if demo else data), logs
+
+
+def setup_logging(log_dir: Path, level: int = logging.INFO) -> None:
+    global _crash_file
+    log_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.handlers.RotatingFileHandler(log_dir / "xtwizard.log", maxBytes=2_000_000, backupCount=5,
+                                                   encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(level)
+    harden_logging()
+
+    def excepthook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+        log.critical("uncaught exception", exc_info=(kind, value, tb))
+
+    def thread_hook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_value is not None:
+            log.critical("uncaught exception in thread %s", getattr(args.thread, "name", "?"),
+                         exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+
+    sys.excepthook = excepthook
+    threading.excepthook = thread_hook
+    levels = {QtMsgType.QtDebugMsg: logging.DEBUG, QtMsgType.QtInfoMsg: logging.INFO,
+              QtMsgType.QtWarningMsg: logging.WARNING, QtMsgType.QtCriticalMsg: logging.ERROR,
+              QtMsgType.QtFatalMsg: logging.CRITICAL}
+
+    def qt_handler(mode: QtMsgType, context: Any, message: str) -> None:
+        logging.getLogger("xtwizard.qt").log(levels.get(mode, logging.WARNING), "%s", message)
+
+    qInstallMessageHandler(qt_handler)
+    if _crash_file is None:
+        _crash_file = open(log_dir / "crash.log", "a", encoding="utf-8")  # open until exit: faulthandler writes here
+        faulthandler.enable(_crash_file)
+
+
+def run_wizard(endpoints: CloudEndpoints, *, demo: bool = False, data_dir: Path | None = None,
+               log_dir: Path | None = None) -> int:
+    default_data, default_logs = default_dirs(demo)
+    data_dir = data_dir or default_data
+    log_dir = log_dir or default_logs
+    setup_logging(log_dir)
+    app = QApplication.instance() or QApplication(sys.argv)
+    app.setApplicationName("xtwizard")
+    runner = AsyncRunner()
+    ctx = AppContext(endpoints=endpoints, runner=runner, data_dir=data_dir, log_dir=log_dir,
+                     open_browser=SystemBrowser(), demo=demo)
+    wizard = MigrationWizard(ctx)
+    wizard.show()
+    try:
+        return int(app.exec())
+    finally:
+        if ctx.workspace is not None:
+            runner.submit(ctx.workspace.aclose)
+        runner.shutdown()
