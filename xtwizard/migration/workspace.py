@@ -14,9 +14,9 @@ from pathlib import Path
 
 from keyring.backend import KeyringBackend
 
+from ..cloud.arm import ArmClient
 from ..cloud.auth import DEFAULT_CLIENT_ID, SignedInAccount, SignInError, TenantSession
 from ..cloud.endpoints import CloudEndpoints
-from ..cloud.arm import ArmClient
 from ..cloud.exchange import ExchangeClient
 from ..cloud.graph import GraphClient, find_cross_tenant_migration_skus
 from ..cloud.http import HttpPolicy
