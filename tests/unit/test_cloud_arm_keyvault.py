@@ -254,3 +254,115 @@ def test_credential_is_asked_from_the_sdk_thread(sandbox):
     assert err.status == 404
     assert threads and all(t == threading.main_thread().name for t in threads)
     assert tokens.calls and tokens.calls[0][0] == "https://vault.azure.net"
+
+
+def test_lists_follow_next_link(sandbox):
+    sandbox.state.settings["arm_page_size"] = 1
+
+    async def go(policy):
+        a = arm(sandbox, policy)
+        g = GraphClient(endpoints_of(sandbox), policy, MintedTokens(sandbox, "target", TARGET_ADMIN))
+        exadmin = await g.get_user(EXADMIN)
+        await a.ensure_resource_group(SUBSCRIPTION, RG, "westeurope")
+        scope = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RG}"
+        for role in ("Reader", "Contributor", "Key Vault Reader"):
+            definition = await a.role_definition_by_name(scope, role)
+            assert definition is not None
+            await a.assign_role(scope, definition.id, exadmin.id)
+        return await a.role_assignments(scope, principal_id=exadmin.id)
+
+    listed = run(go, sandbox)
+    assert len(listed) == 3
+    pages = [r for r in request_log(sandbox, "arm") if r["method"] == "GET" and r["route"].endswith("roleAssignments")]
+    assert len(pages) == 3
+
+
+# --- long-running operations (ARM's two polling styles) ------------------------------------------------------
+def _mock_arm(answers, sleep):
+    import httpx
+
+    from xtwizard.cloud.endpoints import PUBLIC_CLOUD
+    from xtwizard.cloud.http import HttpPolicy
+
+    seen: list[str] = []
+
+    def handler(request):
+        seen.append(f"{request.method} {request.url.path}")
+        return answers.pop(0)
+
+    async def token_for(resource, *, force_refresh=False):
+        return "t"
+
+    policy = HttpPolicy(transport=httpx.MockTransport(handler), sleep=sleep)
+    return ArmClient(PUBLIC_CLOUD, policy, token_for, sleep=sleep), policy, seen
+
+
+def test_azure_async_operation_is_polled_until_succeeded():
+    import httpx
+    op = "https://management.azure.com/subscriptions/s/providers/Microsoft.KeyVault/operations/1?api-version=x"
+    answers = [httpx.Response(201, headers={"Azure-AsyncOperation": op, "Retry-After": "4"},
+                              json={"properties": {"provisioningState": "Creating"}}),
+               httpx.Response(200, headers={"Retry-After": "2"}, json={"status": "InProgress"}),
+               httpx.Response(200, json={"status": "Succeeded"}),
+               httpx.Response(200, json={"id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/v",
+                                         "name": "v", "location": "westeurope",
+                                         "properties": {"vaultUri": "https://v.vault.azure.net/",
+                                                        "provisioningState": "Succeeded",
+                                                        "enableRbacAuthorization": True}})]
+    sleep = RecordedSleep()
+
+    async def go():
+        a, policy, seen = _mock_arm(answers, sleep)
+        try:
+            return await a.create_vault("s", "rg", "v", location="westeurope", tenant_id="t"), seen
+        finally:
+            await policy.aclose()
+
+    vault, seen = asyncio.run(go())
+    assert vault.provisioning_state == "Succeeded" and vault.resource_group == "rg"
+    assert sleep.waits == [4.0, 2.0]
+    assert [s.split()[0] for s in seen] == ["PUT", "GET", "GET", "GET"]
+
+
+def test_failed_operation_raises_with_its_error():
+    import httpx
+
+    from xtwizard.cloud.arm import OperationFailed
+    op = "https://management.azure.com/operations/2"
+    answers = [httpx.Response(202, headers={"Azure-AsyncOperation": op}),
+               httpx.Response(200, json={"status": "Failed", "error": {"code": "VaultQuotaExceeded",
+                                                                       "message": "Too many vaults."}})]
+    sleep = RecordedSleep()
+
+    async def go():
+        a, policy, _ = _mock_arm(answers, sleep)
+        try:
+            with pytest.raises(OperationFailed) as err:
+                await a.create_vault("s", "rg", "v", location="westeurope", tenant_id="t")
+            return err.value
+        finally:
+            await policy.aclose()
+
+    err = asyncio.run(go())
+    assert err.code == "VaultQuotaExceeded" and err.message == "Too many vaults."
+    assert sleep.waits == [10.0]  # no Retry-After: a sensible default, through the injected sleep
+
+
+def test_location_polling_ends_on_200():
+    import httpx
+    loc = "https://management.azure.com/subscriptions/s/operationresults/3"
+    answers = [httpx.Response(202, headers={"Location": loc, "Retry-After": "15"}),
+               httpx.Response(202, headers={"Location": loc, "Retry-After": "5"}),
+               httpx.Response(200)]
+    sleep = RecordedSleep()
+
+    async def go():
+        a, policy, seen = _mock_arm(answers, sleep)
+        try:
+            await a.delete_resource_group("s", "rg")
+            return seen
+        finally:
+            await policy.aclose()
+
+    seen = asyncio.run(go())
+    assert sleep.waits == [15.0, 5.0] and seen[-1] == "GET /subscriptions/s/operationresults/3"

@@ -425,3 +425,50 @@ def test_mail_user_create_stamp_and_remove_relationship(sandbox):
     assert x500.lower() in {a.lower() for a in stamped.email_addresses}
     assert x500.lower() not in {a.lower() for a in unstamped.email_addresses}
     assert "tmp" not in {r.name for r in left}
+
+
+async def _ready_pair(sb, policy):
+    """Both organization relationships and the endpoint, as the wizard's setup leaves them."""
+    source_id = sb.state.tenant("source").id
+    target_id = sb.state.tenant("target").id
+    app, secret = await _migration_app(sb, policy)
+    tx = exo(sb, policy)
+    sx = exo(sb, policy, "source", SOURCE_ADMIN)
+    await tx.enable_organization_customization()
+    await tx.new_organization_relationship("fabrikam-northwind", [source_id], capabilities=["Inbound"])
+    await sx.new_organization_relationship("northwind-fabrikam", [target_id], capabilities=["RemoteOutbound"],
+                                           oauth_application_id=app.app_id, published_scopes=["Migration Wave 1"])
+    await tx.new_migration_endpoint("Northwind", remote_tenant=SOURCE_DOMAIN, application_id=app.app_id,
+                                    secret=secret.secret_text)
+    return tx, sx
+
+
+def test_batch_syncs_then_completes_on_the_sandbox_clock(sandbox):
+    from tests.unit.cloud_support import advance
+
+    async def go(policy):
+        tx, _sx = await _ready_pair(sandbox, policy)
+        await tx.new_migration_batch("Wave1", source_endpoint="Northwind", target_delivery_domain=TARGET_DOMAIN,
+                                     users=["alice@fabrikam.example"], auto_start=True)
+        seen = []
+        for _ in range(72):
+            status = (await tx.migration_users("alice@fabrikam.example"))[0].status
+            seen.append(status)
+            if status == "Synced":
+                break
+            advance(sandbox, 3600)
+        await tx.complete_migration_batch("Wave1")
+        for _ in range(72):
+            user = (await tx.migration_users("alice@fabrikam.example"))[0]
+            if user.status.startswith("Completed"):
+                break
+            advance(sandbox, 3600)
+        batch = (await tx.migration_batches("Wave1"))[0]
+        stats = await tx.migration_user_statistics("alice@fabrikam.example")
+        return seen, user, batch, stats
+
+    seen, user, batch, stats = run(go, sandbox)
+    assert seen[-1] == "Synced" and len(seen) > 1
+    assert user.status.startswith("Completed") and user.batch_id == "Wave1"
+    assert batch.status.startswith("Completed")
+    assert stats.get("Status", "").startswith("Completed")
