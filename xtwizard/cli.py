@@ -29,6 +29,7 @@ def describe_demo(info: dict[str, Any]) -> str:
         f"  Exchange Online:      {info['exchange_url']}",
         f"  Key Vault:            {info['vault_url_template']}",
         f"  Control API:          {info['control_url']}",
+        f"  Sign-in pages:        {info.get('browser_url') or info['authority_host']} (for your browser)",
         f"  CA certificate:       {info['ca_bundle']}",
         "",
     ]
@@ -40,10 +41,23 @@ def describe_demo(info: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def rehearsal_sandbox_dir() -> str:
+    """The simulated tenants' state between demo runs, so a rehearsal project can be resumed."""
+    import platformdirs
+
+    return os.path.join(platformdirs.user_data_dir("xtwizard", appauthor=False), "rehearsal", "sandbox")
+
+
 def run_demo(args: argparse.Namespace) -> int:
+    import shutil
+
     from .sandbox import Sandbox
 
-    sb = Sandbox(args.scenario, state_dir=args.state_dir)
+    state_dir = args.state_dir or rehearsal_sandbox_dir()
+    if args.reset:
+        shutil.rmtree(os.path.dirname(state_dir) if not args.state_dir else state_dir, ignore_errors=True)
+        print("Rehearsal data removed: the simulated tenants start fresh.", flush=True)
+    sb = Sandbox(args.scenario, state_dir=state_dir, browser_http=True)
     info = sb.start()
     print(describe_demo(info), flush=True)
     try:
@@ -74,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scenario", default="demo", help=argparse.SUPPRESS)
     ap.add_argument("--state-dir", help=argparse.SUPPRESS)
     ap.add_argument("--console", action="store_true", help="with --demo: no window, just run the simulated tenants")
+    ap.add_argument("--reset", action="store_true",
+                    help="with --demo: forget earlier rehearsals (simulated tenants and rehearsal projects)")
     args = ap.parse_args(argv)
     if args.demo:
         return run_demo(args)

@@ -92,3 +92,19 @@ def test_state_dir_survives_a_restart_without_secrets(tmp_path):
     assert os.path.exists(os.path.join(state_dir, "state.json"))
     with Sandbox("demo", state_dir=state_dir) as sb2:
         assert sb2.state.settings["replication_delay_seconds"] == 42
+
+
+def test_browser_listener_serves_sign_in_pages_over_http_and_nothing_else():
+    with Sandbox("demo", browser_http=True) as sb:
+        browser = sb.info["browser_url"]
+        assert browser.startswith("http://127.0.0.1:")
+        with httpx.Client(verify=ca_context(sb.ca_path), trust_env=False) as c:
+            tid = sb.state.tenant("target").id
+            doc = c.get(f"{sb.info['authority_host']}/{tid}/v2.0/.well-known/openid-configuration").json()
+            assert doc["authorization_endpoint"].startswith(browser + "/")
+            assert doc["token_endpoint"].startswith("https://")
+        with httpx.Client(trust_env=False) as plain:
+            page = plain.get(f"{browser}/devicelogin")
+            assert page.status_code == 200 and "<form" in page.text
+            assert plain.get(f"{browser}/{tid}/v2.0/.well-known/openid-configuration").status_code == 404
+            assert plain.post(f"{browser}/{tid}/oauth2/v2.0/token", data={"grant_type": "x"}).status_code == 404

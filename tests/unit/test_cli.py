@@ -8,8 +8,9 @@ import subprocess
 import sys
 
 
-def test_demo_console_starts_sandbox_and_stops_on_ctrl_c():
+def test_demo_console_starts_sandbox_and_stops_on_ctrl_c(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    env["XDG_DATA_HOME"] = str(tmp_path)  # the rehearsal state goes here, not into the real profile
     proc = subprocess.Popen([sys.executable, "-m", "xtwizard.cli", "--demo", "--console"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
     try:
@@ -24,6 +25,7 @@ def test_demo_console_starts_sandbox_and_stops_on_ctrl_c():
         assert "admin@fabrikaminc.onmicrosoft.com  (Global Administrator)" in text
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=15) == 0
+        assert (tmp_path / "xtwizard" / "rehearsal" / "sandbox" / "state.json").exists()
     finally:
         if proc.poll() is None:
             proc.kill()

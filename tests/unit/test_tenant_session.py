@@ -80,3 +80,21 @@ def test_sign_out_forgets_the_account(sandbox, tmp_path):
     assert s.account is None
     with pytest.raises(SignInError):
         s.access_token(s.endpoints.graph_resource)
+
+
+def test_sign_in_through_the_plain_http_browser_pages(tmp_path):
+    """--demo sends the person's real browser to the HTTP sign-in pages; tokens still come over HTTPS."""
+    from xtwizard.sandbox import Sandbox
+
+    with Sandbox("demo", browser_http=True) as sb:
+        s = _session(sb, tmp_path)
+        opened = []
+
+        def open_browser(url):
+            opened.append(url)
+            _browser_signing_in(sb, TARGET_ADMIN)(url)
+
+        account = s.sign_in_browser(open_browser, threading.Event(), timeout=60)
+        assert opened[0].startswith(sb.info["browser_url"] + "/")
+        assert account.username == TARGET_ADMIN
+        assert s.endpoints.admin_consent_url("t", "c", "https://office.com").startswith(sb.info["browser_url"])

@@ -28,6 +28,9 @@ class CloudEndpoints:
     ca_bundle: str | None = None   # extra CA to trust (the sandbox's); None = the system store
     instance_discovery: bool = True
     is_simulated: bool = False
+    # Where a person's browser goes for admin consent, when not authority_host (the sandbox's plain-HTTP
+    # sign-in pages, which a browser opens without trusting the sandbox CA).
+    browser_authority_host: str | None = None
 
     def authority(self, tenant: str) -> str:
         return f"{self.authority_host.rstrip('/')}/{tenant}"
@@ -45,7 +48,8 @@ class CloudEndpoints:
         from urllib.parse import urlencode
 
         query = urlencode({"client_id": client_id, "redirect_uri": redirect_uri})
-        return f"{self.authority(tenant)}/adminconsent?{query}"
+        host = (self.browser_authority_host or self.authority_host).rstrip("/")
+        return f"{host}/{tenant}/adminconsent?{query}"
 
 
 PUBLIC_CLOUD = CloudEndpoints(
@@ -70,4 +74,5 @@ def sandbox_endpoints(info: dict[str, Any]) -> CloudEndpoints:
         ca_bundle=str(info["ca_bundle"]),
         instance_discovery=False,
         is_simulated=True,
+        browser_authority_host=str(info["browser_url"]) if info.get("browser_url") else None,
     )

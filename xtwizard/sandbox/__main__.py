@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--state-dir", help="keep state here across restarts")
     s.add_argument("--latency-ms", type=int, default=0, help="add this latency to every request")
     s.add_argument("--time-scale", type=float, default=None, help="run the sandbox clock this many times faster")
+    s.add_argument("--browser-http", action="store_true",
+                   help="also serve the sign-in pages over plain HTTP on loopback, for a real browser")
     s.add_argument("--log-level", default="WARNING")
     sub.add_parser("scenarios", help="list built-in scenarios")
     args = ap.parse_args(argv)
@@ -37,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         sb = Sandbox(args.scenario, port=args.port, host=args.host, state_dir=args.state_dir,
-                     latency_ms=args.latency_ms, time_scale=args.time_scale)
+                     latency_ms=args.latency_ms, time_scale=args.time_scale, browser_http=args.browser_http)
         info = sb.start()
     except ScenarioError as exc:
         print(f"Scenario problem: {exc}", file=sys.stderr)

@@ -12,6 +12,7 @@ import collections
 import json
 import logging
 import os
+import re
 import socket
 import ssl
 import tempfile
@@ -47,6 +48,9 @@ SERVICES: dict[str, type[Backend]] = {
 }
 CONTROL_PREFIX = "/_sandbox"
 MAX_BODY = 16 * 1024 * 1024
+# What the plain-HTTP browser listener serves: the pages a person's browser opens, nothing else.
+BROWSER_PATHS = re.compile(r"^/(devicelogin|[^/]+/(v2\.0/)?adminconsent|[^/]+/oauth2/(v2\.0/)?authorize)$",
+                           re.IGNORECASE)
 
 
 class _Server(ThreadingHTTPServer):
@@ -54,14 +58,16 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, addr: tuple[str, int], sandbox: Sandbox, service: str, ctx: ssl.SSLContext) -> None:
+    def __init__(self, addr: tuple[str, int], sandbox: Sandbox, service: str, ctx: ssl.SSLContext | None) -> None:
         self.sandbox = sandbox
         self.service = service
-        self.ssl_ctx = ctx
+        self.ssl_ctx = ctx  # None: the plain-HTTP browser listener (sign-in pages only)
         super().__init__(addr, _Handler)
 
     def get_request(self) -> tuple[Any, Any]:
         sock, addr = self.socket.accept()
+        if self.ssl_ctx is None:
+            return sock, addr
         # The TLS handshake runs in the handler's thread, so one slow client cannot stall the listener.
         return self.ssl_ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
 
@@ -79,6 +85,8 @@ class _Handler(BaseHTTPRequestHandler):
         # Headers and body go out in two writes; without TCP_NODELAY, Nagle + delayed ACK add ~40 ms to
         # every keep-alive request.
         self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.server.ssl_ctx is None:
+            return
         try:
             self.request.do_handshake()
         except (ssl.SSLError, OSError):
@@ -105,7 +113,11 @@ class _Handler(BaseHTTPRequestHandler):
         port = self.server.server_address[1]
         req = Request(service=self.server.service, method=self.command, target=self.path,
                       headers=Headers(list(self.headers.items())), body=body, client=self.client_address[0],
-                      base_url=f"https://127.0.0.1:{port}")
+                      base_url=f"{'https' if self.server.ssl_ctx else 'http'}://127.0.0.1:{port}")
+        if self.server.ssl_ctx is None and not BROWSER_PATHS.match(req.path):
+            self._send(Response.json({"error": {"code": "NotFound", "message": "The browser listener serves only "
+                                                "the sign-in pages."}}, 404))
+            return
         resp = sb.dispatch(req)
         if resp is None:  # a dropped-connection fault
             self.close_connection = True
@@ -146,8 +158,10 @@ class Sandbox:
 
     def __init__(self, scenario: str = "demo", *, port: int = 0, host: str = "127.0.0.1",
                  state_dir: str | None = None, latency_ms: int = 0, time_scale: float | None = None,
-                 save_interval: float = 1.0) -> None:
+                 save_interval: float = 1.0, browser_http: bool = False) -> None:
         self.scenario_ref = scenario
+        self.browser_http = browser_http
+        self.browser_url = ""  # the sign-in pages over plain HTTP, when browser_http
         self.host = host
         self.base_port = port
         self.state_dir = state_dir
@@ -188,6 +202,12 @@ class Sandbox:
             self.urls[name] = f"https://{self.host}:{srv.server_address[1]}"
             self.backends[name] = cls(self)
         self.issuer.authority_host = self.urls["login"]
+        if self.browser_http:
+            # For a person's real browser, which does not trust this run's CA: the same sign-in pages over
+            # plain HTTP on loopback (a secure context for browsers).  Tokens still come over HTTPS.
+            srv = _Server((self.host, 0), self, "login", None)
+            self._servers.append(srv)
+            self.browser_url = f"http://{self.host}:{srv.server_address[1]}"
         for srv in self._servers:
             th = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.2},
                                   name=f"sandbox-{srv.service}", daemon=True)
@@ -258,6 +278,7 @@ class Sandbox:
             "vault_url_template": self.urls["vault"] + "/{vault}",
             "ca_bundle": self.ca_path,
             "control_url": self.urls["login"] + CONTROL_PREFIX,
+            "browser_url": self.browser_url or None,
             "service_urls": dict(self.urls),
             "time_scale": self.clock.scale,
             "public_clients": sorted(st.public_clients),

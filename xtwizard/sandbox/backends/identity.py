@@ -173,6 +173,11 @@ class IdentityBackend(Backend):
     def login(self) -> str:
         return self.sb.urls.get("login", "")
 
+    @property
+    def browser(self) -> str:
+        """Where a person's browser is sent: the plain-HTTP browser listener when enabled, else `login`."""
+        return self.sb.browser_url or self.login
+
     # --- routes ------------------------------------------------------------------------------------------
     def register(self) -> None:
         r = self.router
@@ -443,7 +448,7 @@ class IdentityBackend(Backend):
             "issuer": f"{self.login}/{iss_tid}/v2.0",
             "request_uri_parameter_supported": False,
             "userinfo_endpoint": f"{self.sb.urls.get('graph', '')}/oidc/userinfo",
-            "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+            "authorization_endpoint": f"{self.browser}/{seg}/oauth2/v2.0/authorize",
             "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
             "http_logout_supported": True, "frontchannel_logout_supported": True,
             "end_session_endpoint": f"{base}/oauth2/v2.0/logout",
@@ -1019,7 +1024,7 @@ class IdentityBackend(Backend):
                             "userCodeHash": uh, "reserved": sorted(scopes.reserved)}
         self._user_codes[uh] = dh
         self._prune()
-        uri = f"{self.login}/devicelogin"
+        uri = f"{self.browser}/devicelogin"
         expires_in = max(1, int(self.sb.clock.real_seconds(lifetime)))
         return Response.json({
             "user_code": user_code, "device_code": device_code, "verification_uri": uri,
