@@ -214,7 +214,7 @@ def test_key_vault_certificate_path_end_to_end(sandbox):
     vault, got, refused, cert, again, keys, listed, gone, blocked, free = run(go, sandbox, sleep)
     assert vault.rbac_authorization and vault.name == name and got.id == vault.id
     assert vault.resource_group == RG and vault.tenant_id == target_id
-    assert refused.status == 403
+    assert refused.status == 403 and refused.code == "Forbidden"
     parsed = x509.load_der_x509_certificate(cert.der)
     assert parsed.subject.rfc4514_string() == "CN=fabrikam_northwind"
     months = (parsed.not_valid_after_utc - parsed.not_valid_before_utc).days

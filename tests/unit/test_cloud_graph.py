@@ -120,7 +120,7 @@ def test_service_principals_and_app_role_grant(sandbox):
         held = await g.app_role_assignments(sp.id)
         on_exo = await g.app_role_assigned_to(exo.id)
         again = await g.get_service_principal(sp.id)
-        listed = await g.list_service_principals(filter=f"appId eq '{app.app_id}'")
+        listed = await g.list_service_principals(odata_filter=f"appId eq '{app.app_id}'")
         await g.revoke_app_role(exo.id, grant.id)
         after = await g.app_role_assignments(sp.id)
         await g.delete_service_principal(sp.id)
@@ -253,11 +253,13 @@ def test_batch_answers_in_request_order(sandbox):
     async def go(policy):
         return await graph(sandbox, policy).batch([
             {"url": "/organization"}, {"url": "/me"},
-            {"url": "/applications/00000000-0000-0000-0000-000000000001"}])
+            {"url": "/applications/00000000-0000-0000-0000-000000000001"},
+            {"method": "POST", "url": "/applications", "body": MIGRATION_APP}])
 
     answers = run(go, sandbox)
-    assert [a.id for a in answers] == ["1", "2", "3"]
-    assert [a.status for a in answers] == [200, 200, 404]
+    assert [a.id for a in answers] == ["1", "2", "3", "4"]
+    assert [a.status for a in answers] == [200, 200, 404, 201]
+    assert answers[3].body["displayName"] == MIGRATION_APP["displayName"]
 
 
 def test_new_service_principal_waits_for_replication(sandbox):

@@ -472,12 +472,13 @@ class GraphClient:
                                params={"$select": "id,keyCredentials"})
         return [dict(k) for k in data.get("keyCredentials") or []]
 
-    async def list_applications(self, *, display_name: str | None = None, filter: str | None = None,
+    async def list_applications(self, *, display_name: str | None = None, odata_filter: str | None = None,
                                 top: int | None = None) -> list[Application]:
+        """Applications of the tenant, optionally by exact display name and/or a raw OData `$filter`."""
         params: dict[str, str] = {}
         clauses = [f"displayName eq {_odata_literal(display_name)}"] if display_name is not None else []
-        if filter:
-            clauses.append(f"({filter})" if clauses else filter)
+        if odata_filter:
+            clauses.append(f"({odata_filter})" if clauses else odata_filter)
         if clauses:
             params["$filter"] = " and ".join(clauses)
         if top:
@@ -533,8 +534,8 @@ class GraphClient:
             raise
         return _service_principal(data)
 
-    async def list_service_principals(self, *, filter: str | None = None) -> list[ServicePrincipal]:
-        params = {"$filter": filter} if filter else None
+    async def list_service_principals(self, *, odata_filter: str | None = None) -> list[ServicePrincipal]:
+        params = {"$filter": odata_filter} if odata_filter else None
         return [_service_principal(i) for i in await self._list("/servicePrincipals", "/servicePrincipals", params)]
 
     async def delete_service_principal(self, object_id: str) -> None:
@@ -595,11 +596,11 @@ class GraphClient:
         params = {"$select": ",".join(select)} if select else None
         return _user(await self._get(f"/users/{quote(id_or_upn)}", "/users/{id}", params))
 
-    async def list_users(self, *, filter: str | None = None, select: Sequence[str] | None = None,
+    async def list_users(self, *, odata_filter: str | None = None, select: Sequence[str] | None = None,
                          page_size: int | None = None) -> list[User]:
         params: dict[str, str] = {}
-        if filter:
-            params["$filter"] = filter
+        if odata_filter:
+            params["$filter"] = odata_filter
         if select:
             params["$select"] = ",".join(select)
         if page_size:
@@ -626,10 +627,17 @@ class GraphClient:
         """Up to 20 relative requests in one round trip; answers in request order.  Parts are not retried."""
         if len(requests) > 20:
             raise ValueError("Graph $batch takes at most 20 requests")
-        parts = [{"id": str(r.get("id", i + 1)), "method": str(r.get("method", "GET")), "url": str(r["url"]),
-                  **({"body": r["body"], "headers": {"Content-Type": "application/json", **r.get("headers", {})}}
-                     if "body" in r else ({"headers": dict(r["headers"])} if "headers" in r else {}))}
-                 for i, r in enumerate(requests)]
+        parts: list[dict[str, Any]] = []
+        for i, r in enumerate(requests):
+            part: dict[str, Any] = {"id": str(r.get("id", i + 1)), "method": str(r.get("method", "GET")),
+                                    "url": str(r["url"])}
+            headers = dict(r.get("headers") or {})
+            if "body" in r:
+                part["body"] = r["body"]
+                headers.setdefault("Content-Type", "application/json")  # required with a body
+            if headers:
+                part["headers"] = headers
+            parts.append(part)
         resp = await self._send("POST", "/$batch", "/$batch", json={"requests": parts}, ok=(200,))
         answers = {str(a.get("id")): a for a in (resp.json().get("responses") or []) if isinstance(a, dict)}
         out: list[BatchResponse] = []
