@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
@@ -13,6 +14,7 @@ from ..context import AppContext
 from ..runner import Operation
 from .base import BasePage
 
+WRAP = 100  # characters per line of an explanation (QTreeView does not wrap item text by itself)
 STATUS_TEXT = {Status.OK: "OK", Status.WARNING: "Note", Status.ACTION: "xtwizard will fix",
                Status.BLOCKER: "Must fix"}
 STATUS_ICON = {Status.OK: QStyle.StandardPixmap.SP_DialogApplyButton,
@@ -94,11 +96,9 @@ class PrerequisitesPage(BasePage):
             item.setIcon(0, style.standardIcon(STATUS_ICON[c.status]))
             item.setData(0, Qt.ItemDataRole.UserRole, c.id)
             item.setToolTip(1, c.explanation)
-            why = QTreeWidgetItem(["", c.explanation])
-            why.setFirstColumnSpanned(False)
-            item.addChild(why)
+            item.addChild(QTreeWidgetItem(["", textwrap.fill(c.explanation, WRAP)]))
             if c.fix:
-                item.addChild(QTreeWidgetItem(["What to do", c.fix]))
+                item.addChild(QTreeWidgetItem(["What to do", textwrap.fill(c.fix, WRAP)]))
             self.tree.addTopLevelItem(item)
             item.setExpanded(c.status is not Status.OK)
         blockers = [c for c in checks if c.status is Status.BLOCKER]

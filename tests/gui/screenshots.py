@@ -1,0 +1,110 @@
+"""Render every wizard page, in a light and a dark palette, from the real app against the sandbox.
+
+    QT_QPA_PLATFORM=offscreen python -m tests.gui.screenshots docs/screenshots
+
+The README shows the result.  tests/gui/test_screenshots.py runs this too, so it cannot rot.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import keyring.backends.fail
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor, QPalette
+from PySide6.QtWidgets import QApplication, QWizard
+
+from tests.gui.conftest import UserAtBrowser
+from xtwizard.cloud.endpoints import sandbox_endpoints
+from xtwizard.sandbox import Sandbox
+from xtwizard.ui.context import AppContext
+from xtwizard.ui.runner import AsyncRunner
+from xtwizard.ui.widgets import PageState
+from xtwizard.ui.wizard import MigrationWizard
+
+SOURCE_ADMIN = "admin@northwindtraders.onmicrosoft.com"
+TARGET_ADMIN = "admin@fabrikaminc.onmicrosoft.com"
+
+
+def dark_palette() -> QPalette:
+    p = QPalette()
+    roles = {
+        QPalette.ColorRole.Window: "#202124", QPalette.ColorRole.WindowText: "#e8eaed",
+        QPalette.ColorRole.Base: "#17181a", QPalette.ColorRole.AlternateBase: "#26282b",
+        QPalette.ColorRole.Text: "#e8eaed", QPalette.ColorRole.Button: "#2d2f33",
+        QPalette.ColorRole.ButtonText: "#e8eaed", QPalette.ColorRole.Highlight: "#4c8bf5",
+        QPalette.ColorRole.HighlightedText: "#ffffff", QPalette.ColorRole.ToolTipBase: "#3c3a2a",
+        QPalette.ColorRole.ToolTipText: "#fff3c4", QPalette.ColorRole.Link: "#8ab4f8",
+        QPalette.ColorRole.PlaceholderText: "#9aa0a6",
+    }
+    for role, color in roles.items():
+        p.setColor(role, QColor(color))
+    for role in (QPalette.ColorRole.WindowText, QPalette.ColorRole.Text, QPalette.ColorRole.ButtonText):
+        p.setColor(QPalette.ColorGroup.Disabled, role, QColor("#6f7378"))
+    return p
+
+
+def _wait(app: QApplication, cond, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise TimeoutError("page did not settle")
+        app.processEvents()
+        time.sleep(0.01)
+
+
+def render(out: Path, palettes: tuple[str, ...] = ("light", "dark")) -> list[Path]:
+    app = QApplication.instance() or QApplication([])
+    assert isinstance(app, QApplication)
+    app.setStyle("Fusion")
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for name in palettes:
+        app.setPalette(dark_palette() if name == "dark" else app.style().standardPalette())
+        with Sandbox("demo") as sb, tempfile.TemporaryDirectory() as tmp:
+            user = UserAtBrowser(sb.ca_path)
+            runner = AsyncRunner()
+            ctx = AppContext(endpoints=sandbox_endpoints(sb.info), runner=runner, data_dir=Path(tmp) / "data",
+                             log_dir=Path(tmp) / "logs", open_browser=user, demo=True,
+                             keyring_backend=keyring.backends.fail.Keyring())
+            ctx.projects.create("Contoso to Fabrikam (rehearsal from last week)")
+            w = MigrationWizard(ctx)
+            w.show()
+
+            def shot(label: str) -> None:
+                app.processEvents()
+                path = out / f"{label}-{name}.png"
+                w.grab().save(str(path))
+                written.append(path)
+
+            w.welcome.name.setText("Northwind to Fabrikam")
+            shot("1-welcome")
+            w.button(QWizard.WizardButton.NextButton).click()
+            user.plan.append((TARGET_ADMIN, True))
+            w.target.browser_btn.click()
+            _wait(app, lambda: w.target.state is PageState.OK)
+            shot("2-sign-in-target")
+            w.button(QWizard.WizardButton.NextButton).click()
+            shot("3-sign-in-source")
+            user.plan.append((SOURCE_ADMIN, True))
+            w.source.browser_btn.click()
+            _wait(app, lambda: w.source.state is PageState.OK)
+            w.button(QWizard.WizardButton.NextButton).click()
+            _wait(app, lambda: w.prereqs.checks is not None)
+            w.prereqs.tree.setFocus(Qt.FocusReason.OtherFocusReason)
+            shot("4-prerequisites")
+            w.close()
+            runner.cancel_all()
+            if ctx.workspace is not None:
+                op = runner.submit(ctx.workspace.aclose)
+                _wait(app, lambda: not op.running, 5)
+            runner.shutdown()
+    return written
+
+
+if __name__ == "__main__":
+    for p in render(Path(sys.argv[1] if len(sys.argv) > 1 else "docs/screenshots")):
+        print(p)
