@@ -45,11 +45,12 @@ def scenario(mailboxes: int, *, problems: int = 0, seed: int = 7) -> dict[str, A
         kind = i % 6 if i < problems * 6 else -1
         if kind == 0:
             mbx["litigationHold"] = True
-        src_users.append({"userPrincipalName": upn, "displayName": f"{first} {last} {i}",
+        uid = stable_id(SOURCE_ID, "user", upn)  # members by object id: the loader finds them in O(1)
+        src_users.append({"id": uid, "userPrincipalName": upn, "displayName": f"{first} {last} {i}",
                           "mailNickname": local, "licenses": ["E3"] + (["T2T"] if kind != 1 else []),
                           "mailbox": mbx})
         if kind != 2:
-            members.append(upn)
+            members.append(uid)
         target: dict[str, Any] = {"recipientTypeDetails": "MailUser", "prepareFrom": upn}
         if kind == 3:
             target["omit"] = ["exchangeGuid"]
