@@ -366,3 +366,36 @@ def test_location_polling_ends_on_200():
 
     seen = asyncio.run(go())
     assert sleep.waits == [15.0, 5.0] and seen[-1] == "GET /subscriptions/s/operationresults/3"
+
+
+@pytest.mark.parametrize("challenge_cached", [False, True])
+def test_vault_refusing_a_token_gets_one_forced_refresh(sandbox, challenge_cached):
+    from azure.keyvault.certificates._shared import HttpChallengeCache
+
+    HttpChallengeCache.clear()
+    ep = endpoints_of(sandbox)
+    target_id = sandbox.state.tenant("target").id
+
+    async def vault(policy):
+        a = arm(sandbox, policy)
+        await a.ensure_resource_group(SUBSCRIPTION, RG, "westeurope")
+        await a.create_vault(SUBSCRIPTION, RG, "xtw-kv-401", location="westeurope", tenant_id=target_id)
+
+    run(vault, sandbox)
+
+    async def find(policy, tokens):
+        kv = KeyVaultCertificates(ep, "xtw-kv-401", TokenProviderCredential(tokens), polling_interval=0.01)
+        try:
+            with pytest.raises(KeyVaultError) as err:
+                await kv.afind("nothing")
+            return err.value
+        finally:
+            await kv.aclose()
+
+    if challenge_cached:  # a client has already met this vault's challenge
+        run(lambda p: find(p, MintedTokens(sandbox, "target", TARGET_ADMIN)), sandbox)
+    tokens = MintedTokens(sandbox, "target", TARGET_ADMIN)
+    tokens.stale = 1
+    err = run(lambda p: find(p, tokens), sandbox)
+    assert err.status == 403  # the refreshed token was accepted; the admin just has no data-plane role yet
+    assert tokens.calls == [("https://vault.azure.net", False), ("https://vault.azure.net", True)]

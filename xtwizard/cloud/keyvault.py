@@ -62,13 +62,20 @@ class TokenProviderCredential:
 
     Build it on the event loop that runs the cloud work; the SDK then calls `get_token` from a worker
     thread and the token comes from the loop.  Calling it on the loop thread itself would deadlock, so that
-    is refused."""
+    is refused.
+
+    The SDK keeps the token it got and asks again only when it is about to expire or when the vault answered
+    401 to it (its challenge flow).  So a second request for a resource whose last token is still valid means
+    the vault refused that token: it is answered with a forced refresh — the same "one refresh on 401" as
+    the other clients (a new client sharing this credential costs one refresh too, which is harmless)."""
 
     def __init__(self, token_for: TokenProvider, loop: asyncio.AbstractEventLoop | None = None, *,
                  timeout: float = 300.0) -> None:
         self.token_for = token_for
         self.loop = loop or asyncio.get_running_loop()
         self.timeout = timeout
+        self._handed_out: dict[str, int] = {}  # resource -> expiry of the last token given to the SDK
+        self._lock = threading.Lock()
 
     def get_token(self, *scopes: str, claims: str | None = None, tenant_id: str | None = None,
                   enable_cae: bool = False, **kwargs: Any) -> AccessToken:
@@ -82,10 +89,14 @@ class TokenProviderCredential:
         if running is self.loop:
             raise RuntimeError("TokenProviderCredential.get_token was called on the event loop thread; run the "
                                "Key Vault SDK with asyncio.to_thread")
-        future = asyncio.run_coroutine_threadsafe(self.token_for(resource, force_refresh=claims is not None),
-                                                  self.loop)
+        with self._lock:
+            previous = self._handed_out.get(resource)
+        force = claims is not None or (previous is not None and previous - time.time() > 300)
+        future = asyncio.run_coroutine_threadsafe(self.token_for(resource, force_refresh=force), self.loop)
         token = future.result(self.timeout)
         expires_on = _jwt_expiry(token) or int(time.time()) + FALLBACK_TOKEN_SECONDS
+        with self._lock:
+            self._handed_out[resource] = expires_on
         return AccessToken(token, expires_on)
 
     def close(self) -> None:
@@ -166,18 +177,26 @@ class KeyVaultCertificates:
             if endpoints.ca_bundle:
                 client_kwargs.setdefault("connection_verify", endpoints.ca_bundle)
         self.client = CertificateClient(vault_url=self.vault_url, credential=credential, **client_kwargs)
-        self._lock = threading.Lock()
 
     def close(self) -> None:
         self.client.close()
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except HttpResponseError as exc:
-            raise _error(exc) from None
-        except (ServiceRequestError, ServiceResponseError) as exc:
-            raise NetworkUnavailable("vault", what, exc) from exc
+        """Run one SDK call; a 401 is retried once.
+
+        When the vault refuses the very first token of a client (challenge discovery, then 401), the SDK gives
+        up without asking for another token; the retry then runs with the cached challenge, the credential
+        sees a second request and forces a refresh — one refresh on 401, as everywhere else."""
+        for attempt in (1, 2):
+            try:
+                return fn(*args, **kwargs)
+            except HttpResponseError as exc:
+                if exc.status_code == 401 and attempt == 1:
+                    continue
+                raise _error(exc) from None
+            except (ServiceRequestError, ServiceResponseError) as exc:
+                raise NetworkUnavailable("vault", what, exc) from exc
+        raise AssertionError("unreachable")
 
     # --- create ----------------------------------------------------------------------------------------------
     def begin_create_self_signed(self, name: str, subject: str, *, validity_months: int = 12) -> CertificateCreation:
