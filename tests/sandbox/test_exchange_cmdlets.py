@@ -35,6 +35,7 @@ def test_dehydrated_target_needs_enable_organization_customization_once(sandbox,
     assert tgt.ok("New-OrganizationRelationship", Name="Contoso", DomainNames=["contoso.onmicrosoft.com"],
                   WhatIf=True) == []
     assert tgt.ok("Get-OrganizationRelationship") == []
+    assert [r["Name"] for r in _src.ok("Get-OrganizationRelationship")] == ["Fabrikam Free-Busy"]
 
 
 def test_accepted_domains(sandbox, http):
@@ -173,7 +174,8 @@ def test_organization_relationships(sandbox, http):
     assert text == "The given count of areas (3) exceeds the allowed limit of 1"
     src.ok("Set-OrganizationRelationship", Identity="Fabrikam",
            MailboxMovePublishedScopes={"@odata.type": HT, "Add": ["Migration Wave 1"]})
-    assert src.one("Get-OrganizationRelationship")["MailboxMovePublishedScopes"] == ["Migration Wave 1"]
+    assert src.one("Get-OrganizationRelationship", Identity="Fabrikam")["MailboxMovePublishedScopes"] == [
+        "Migration Wave 1"]
     assert "Unable to match the identifier name Sideways" in src.fail(
         "Set-OrganizationRelationship", Identity="Fabrikam", MailboxMoveCapability="Sideways")[1]
     assert src.fail("New-OrganizationRelationship", Name="Fabrikam", DomainNames=["x.example"])[0] == \

@@ -60,7 +60,7 @@ def test_every_story_fails_for_its_user_then_everyone_completes(sandbox, http):
     # Validation ends within minutes: every precondition failure lands on exactly its user.
     advance(sandbox, 1)
     users = status_by_user(tgt, "Wave 1")
-    failed = {k: v["ErrorSummary"].split(":", 1)[0] for k, v in users.items() if v["Status"] == "Failed"}
+    failed = {k: v["ErrorSummary"].split(":", 1)[0] for k, v in users.items() if v["StatusSummary"] == "Failed"}
     assert failed == EXPECTED_FAILURES
     for who, text in WHY.items():
         assert text in users[who]["ErrorSummary"], (who, users[who]["ErrorSummary"])
@@ -82,7 +82,7 @@ def test_every_story_fails_for_its_user_then_everyone_completes(sandbox, http):
     tgt.ok("Complete-MigrationBatch", Identity="Wave 1")
     advance(sandbox, 1)
     users = status_by_user(tgt, "Wave 1")
-    assert users["mia.nowak"]["Status"] == "Failed"
+    assert users["mia.nowak"]["Status"] == "CompletionFailed"
     assert users["mia.nowak"]["ErrorSummary"].startswith("NotAcceptedDomainException")
     assert users["alice"]["Status"] == "Completed"
     assert tgt.one("Get-MigrationBatch", Identity="Wave 1")["Status"] == "CompletedWithErrors"

@@ -226,3 +226,39 @@ def _big_org(sb, http, src, call) -> str:
            MailboxMoveEnabled=True, MailboxMoveCapability="RemoteOutbound", OAuthApplicationId=app_id,
            MailboxMovePublishedScopes=["Migration Scope"])
     return app_id
+
+
+def test_story_reused_free_busy_relationship_without_the_tenant_guid(sandbox, http):
+    """Demo story: 'Fabrikam Free-Busy' names domains, not the tenant ID; reusing it fails the move."""
+    from tests.sandbox.test_exchange_support import SOURCE_ADMIN, TARGET_ADMIN, register_app
+
+    src, tgt = Exo(sandbox, http, "source", SOURCE_ADMIN), Exo(sandbox, http, "target", TARGET_ADMIN)
+    app_id = register_app(sandbox)
+    tgt.ok("Enable-OrganizationCustomization")
+    tgt.ok("New-MigrationEndpoint", Name="NorthwindMove", ExchangeRemoteMove=True, RemoteServer="outlook.office.com",
+           RemoteTenant="northwindtraders.onmicrosoft.com", ApplicationId=app_id,
+           Credentials={"UserName": app_id, "Password": "sandbox-secret-value-1234567890"})
+    tgt.ok("New-OrganizationRelationship", Name="Northwind", DomainNames=[src.tenant.id], Enabled=True,
+           MailboxMoveEnabled=True, MailboxMoveCapability="Inbound")
+    src.ok("Set-OrganizationRelationship", Identity="Fabrikam Free-Busy", MailboxMoveEnabled=True,
+           MailboxMoveCapability="RemoteOutbound", OAuthApplicationId=app_id,
+           MailboxMovePublishedScopes=["Migration Wave 1"])
+    batch(tgt, "FB", CARLA, AutoStart=True)
+    sandbox.clock.advance(600)
+    failed = stats(tgt)
+    assert failed["Status"] == "Failed" and "RemoteOutbound" in failed["ErrorSummary"]
+    src.ok("Set-OrganizationRelationship", Identity="Fabrikam Free-Busy",
+           DomainNames={"@odata.type": "#Exchange.GenericHashTable", "Add": [tgt.tenant.id]})
+    tgt.ok("Start-MigrationBatch", Identity="FB")
+    sandbox.clock.advance(3 * 3600)
+    assert stats(tgt)["Status"] == "Synced"
+
+
+def test_story_pilot_batch_endpoint_has_a_dead_credential(sandbox, http):
+    """Demo story: starting the consultant's Pilot batch fails Rosa: its endpoint's app no longer exists."""
+    _src, tgt, _ = setup_org(sandbox, http)
+    tgt.ok("Start-MigrationBatch", Identity="Pilot")
+    sandbox.clock.advance(600)
+    rosa = stats(tgt, "rosa.schmidt@fabrikam.example")
+    assert rosa["Status"] == "Failed" and "AADSTS700016" in rosa["ErrorSummary"]
+    assert tgt.one("Get-MigrationBatch", Identity="Pilot")["Status"] == "Failed"

@@ -37,7 +37,7 @@ TRANSIENT_SECONDS = 900.0
 HOLD_PREFIXES = ("mbx", "cld", "unih", "skp")
 
 ACTIVE = ("validating", "syncing", "completing")
-USER_STATUS = {"created": ("Queued", "Active"), "validating": ("Validating", "Active"),
+USER_STATUS = {"created": ("Queued", "Active"), "completionfailed": ("CompletionFailed", "Failed"), "validating": ("Validating", "Active"),
                "syncing": ("Syncing", "Active"), "synced": ("Synced", "Synced"),
                "completing": ("Completing", "Active"), "completed": ("Completed", "Completed"),
                "failed": ("Failed", "Failed"), "stopped": ("Stopped", "Stopped")}
@@ -445,7 +445,8 @@ def error_summary(u: JSON) -> str | None:
 
 
 def migration_user_out(target: Tenant, u: JSON, now: float) -> JSON:
-    status, summary = USER_STATUS[u["_phase"]]
+    key = "completionfailed" if u["_phase"] == "failed" and u.get("_failedPhase") == "completing" else u["_phase"]
+    status, summary = USER_STATUS[key]
     tgt = recipients(target).get(u.get("_target") or "")
     batch = batches(target)[u["_batch"]]
     items = 0
