@@ -148,9 +148,11 @@ def test_scope_groups_and_members_across_pages(sandbox):
         return groups, one, members, paged, transitive
 
     groups, one, members, paged, transitive = run(go, sandbox)
-    assert all(g.is_mail_enabled_security for g in groups)
-    assert one.display_name == "Migration Wave 1"
-    assert len(members) > 2  # so that page_size=2 really pages
+    # Finance Team is not mail-enabled and All Staff is a distribution list: neither can scope a move.
+    assert [g.display_name for g in groups] == ["Migration Wave 1"]
+    assert one.display_name == "Migration Wave 1" and one.mail
+    assert len(members) == 25 and {m.kind for m in members} == {"user"}
+    assert "alice@northwind.example" in {m.user_principal_name for m in members}
     assert [m.id for m in paged] == [m.id for m in members]
     assert {m.id for m in members} <= {m.id for m in transitive}
     pages = [r for r in request_log(sandbox, "graph") if r["route"].endswith("/members")]
