@@ -71,6 +71,8 @@ class EntityType:
     properties: frozenset[str]
     filterable: Mapping[str, Field] = field(default_factory=dict)
     sortable: frozenset[str] = frozenset()
+    searchable: frozenset[str] = frozenset({"displayName", "description", "mail", "mailNickname",
+                                            "userPrincipalName", "givenName", "surname"})
 
 
 # --- $filter: tokens --------------------------------------------------------------------------------------
@@ -577,8 +579,6 @@ def sort_items(items: list[JSON], order: tuple[str, bool] | None) -> list[JSON]:
 
 # --- $search (advanced queries: tokenized prefix match on a few string properties) ---------------------------
 
-SEARCHABLE = frozenset({"displayName", "description", "mail", "mailNickname", "userPrincipalName", "givenName",
-                        "surname"})
 _SEARCH_TERM_RE = re.compile(r'"([A-Za-z]+):([^"]*)"')
 
 
@@ -591,7 +591,7 @@ def parse_search(raw: str, etype: EntityType) -> Callable[[Mapping[str, Any]], b
         raise ODataError("Request_UnsupportedQuery", f"Syntax error: invalid $search query '{raw}'. Use "
                                                      f"\"property:value\" terms joined by AND or OR.")
     for prop, _ in terms:
-        if prop not in etype.properties or prop not in SEARCHABLE:
+        if prop not in etype.properties or prop not in etype.searchable:
             raise ODataError("Request_UnsupportedQuery", f"Unsupported or invalid query filter clause specified for "
                                                          f"property '{prop}' of resource '{etype.resource}'.")
     use_any = " OR " in text
@@ -634,7 +634,7 @@ def decode_skiptoken(token: str, fingerprint: str) -> int:
         raise expired
     body = token[len("RFNwdAIAAQAAA"):]
     try:
-        data = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+        data = json.loads(base64.b64decode(body + "=" * (-len(body) % 4), altchars=b"-_", validate=True))
     except (binascii.Error, ValueError, UnicodeDecodeError):
         raise expired from None
     if (not isinstance(data, dict) or data.get("q") != fingerprint or not isinstance(data.get("o"), int)
