@@ -64,44 +64,51 @@ def render(out: Path, palettes: tuple[str, ...] = ("light", "dark")) -> list[Pat
     written: list[Path] = []
     for name in palettes:
         app.setPalette(dark_palette() if name == "dark" else app.style().standardPalette())
-        with Sandbox("demo") as sb, tempfile.TemporaryDirectory() as tmp:
-            user = UserAtBrowser(sb.ca_path)
-            runner = AsyncRunner()
-            ctx = AppContext(endpoints=sandbox_endpoints(sb.info), runner=runner, data_dir=Path(tmp) / "data",
-                             log_dir=Path(tmp) / "logs", open_browser=user, demo=True,
-                             keyring_backend=keyring.backends.fail.Keyring())
-            ctx.projects.create("Contoso to Fabrikam (rehearsal from last week)")
-            w = MigrationWizard(ctx)
-            w.show()
+        written += _render_palette(app, out, name)
+    return written
 
-            def shot(label: str) -> None:
-                app.processEvents()
-                path = out / f"{label}-{name}.png"
-                w.grab().save(str(path))
-                written.append(path)
 
-            w.welcome.name.setText("Northwind to Fabrikam")
-            shot("1-welcome")
-            w.button(QWizard.WizardButton.NextButton).click()
-            user.plan.append((TARGET_ADMIN, True))
-            w.target.browser_btn.click()
-            _wait(app, lambda: w.target.state is PageState.OK)
-            shot("2-sign-in-target")
-            w.button(QWizard.WizardButton.NextButton).click()
-            shot("3-sign-in-source")
-            user.plan.append((SOURCE_ADMIN, True))
-            w.source.browser_btn.click()
-            _wait(app, lambda: w.source.state is PageState.OK)
-            w.button(QWizard.WizardButton.NextButton).click()
-            _wait(app, lambda: w.prereqs.checks is not None)
-            w.prereqs.tree.setFocus(Qt.FocusReason.OtherFocusReason)
-            shot("4-prerequisites")
-            w.close()
-            runner.cancel_all()
-            if ctx.workspace is not None:
-                op = runner.submit(ctx.workspace.aclose)
-                _wait(app, lambda: not op.running, 5)
-            runner.shutdown()
+def _render_palette(app: QApplication, out: Path, palette: str) -> list[Path]:
+    written: list[Path] = []
+    with Sandbox("demo") as sb, tempfile.TemporaryDirectory() as tmp:
+        user = UserAtBrowser(sb.ca_path)
+        runner = AsyncRunner()
+        ctx = AppContext(endpoints=sandbox_endpoints(sb.info), runner=runner, data_dir=Path(tmp) / "data",
+                         log_dir=Path(tmp) / "logs", open_browser=user, demo=True,
+                         keyring_backend=keyring.backends.fail.Keyring())
+        ctx.projects.create("Contoso to Fabrikam (rehearsal from last week)")
+        w = MigrationWizard(ctx)
+        w.show()
+
+        def shot(label: str) -> None:
+            app.processEvents()
+            path = out / f"{label}-{palette}.png"
+            w.grab().save(str(path))
+            written.append(path)
+
+        w.welcome.name.setText("Northwind to Fabrikam")
+        shot("1-welcome")
+        w.button(QWizard.WizardButton.NextButton).click()
+        user.plan.append((TARGET_ADMIN, True))
+        w.target.browser_btn.click()
+        _wait(app, lambda: w.target.state is PageState.OK)
+        shot("2-sign-in-target")
+        w.button(QWizard.WizardButton.NextButton).click()
+        shot("3-sign-in-source")
+        user.plan.append((SOURCE_ADMIN, True))
+        w.source.browser_btn.click()
+        _wait(app, lambda: w.source.state is PageState.OK)
+        w.button(QWizard.WizardButton.NextButton).click()
+        _wait(app, lambda: w.prereqs.checks is not None)
+        w.prereqs.tree.setFocus(Qt.FocusReason.OtherFocusReason)
+        shot("4-prerequisites")
+        w.close()
+        runner.cancel_all()
+        workspace = ctx.workspace
+        if workspace is not None:
+            op = runner.submit(workspace.aclose)
+            _wait(app, lambda: not op.running, 5)
+        runner.shutdown()
     return written
 
 

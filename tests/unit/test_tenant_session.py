@@ -98,3 +98,10 @@ def test_sign_in_through_the_plain_http_browser_pages(tmp_path):
         assert opened[0].startswith(sb.info["browser_url"] + "/")
         assert account.username == TARGET_ADMIN
         assert s.endpoints.admin_consent_url("t", "c", "https://office.com").startswith(sb.info["browser_url"])
+
+
+def test_browser_closed_ends_with_a_timeout_that_says_what_to_do(sandbox, tmp_path):
+    s = _session(sandbox, tmp_path)
+    with pytest.raises(SignInError) as err:
+        s.sign_in_browser(lambda url: None, threading.Event(), timeout=0.3)  # nobody finishes in the browser
+    assert err.value.kind == "timeout" and "start the sign-in again" in str(err.value)

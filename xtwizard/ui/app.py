@@ -11,6 +11,7 @@ import logging
 import logging.handlers
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -36,7 +37,8 @@ def default_dirs(demo: bool) -> tuple[Path, Path]:
     return (data / "rehearsal" if demo else data), logs
 
 
-def setup_logging(log_dir: Path, level: int = logging.INFO) -> None:
+def setup_logging(log_dir: Path, level: int = logging.INFO) -> Callable[[], None]:
+    """Install logging and the crash hooks; returns a function that undoes them (for tests)."""
     global _crash_file
     log_dir.mkdir(parents=True, exist_ok=True)
     handler = logging.handlers.RotatingFileHandler(log_dir / "xtwizard.log", maxBytes=2_000_000, backupCount=5,
@@ -55,6 +57,7 @@ def setup_logging(log_dir: Path, level: int = logging.INFO) -> None:
             log.critical("uncaught exception in thread %s", getattr(args.thread, "name", "?"),
                          exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
 
+    old_hooks = (sys.excepthook, threading.excepthook, root.level)
     sys.excepthook = excepthook
     threading.excepthook = thread_hook
     levels = {QtMsgType.QtDebugMsg: logging.DEBUG, QtMsgType.QtInfoMsg: logging.INFO,
@@ -64,10 +67,19 @@ def setup_logging(log_dir: Path, level: int = logging.INFO) -> None:
     def qt_handler(mode: QtMsgType, context: Any, message: str) -> None:
         logging.getLogger("xtwizard.qt").log(levels.get(mode, logging.WARNING), "%s", message)
 
-    qInstallMessageHandler(qt_handler)
+    old_qt = qInstallMessageHandler(qt_handler)
     if _crash_file is None:
         _crash_file = open(log_dir / "crash.log", "a", encoding="utf-8")  # open until exit: faulthandler writes here
         faulthandler.enable(_crash_file)
+
+    def undo() -> None:
+        sys.excepthook, threading.excepthook, level_before = old_hooks
+        root.removeHandler(handler)
+        root.setLevel(level_before)
+        handler.close()
+        qInstallMessageHandler(old_qt)
+
+    return undo
 
 
 def run_wizard(endpoints: CloudEndpoints, *, demo: bool = False, data_dir: Path | None = None,
