@@ -407,7 +407,9 @@ class GraphBackend(Backend):
         self._local.req = req
         try:
             if status == 429:
-                err = self.error(429, "TooManyRequests", message or "Too many requests.",
+                err = self.error(429, "TooManyRequests", message or "Too many requests from Identifier:Sandbox under "
+                                                              "category:throttle.aad.ags.msgraph. Please try again "
+                                                              "later.",
                                  [("Retry-After", str(retry_after))])
             else:
                 err = self.error(status, "ServiceUnavailable", message or "The service is temporarily unavailable.",
