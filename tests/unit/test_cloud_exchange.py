@@ -472,3 +472,29 @@ def test_batch_syncs_then_completes_on_the_sandbox_clock(sandbox):
     assert user.status.startswith("Completed") and user.batch_id == "Wave1"
     assert batch.status.startswith("Completed")
     assert stats.get("Status", "").startswith("Completed")
+
+
+def test_a_next_link_to_another_host_is_not_followed():
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url.host))
+        return httpx.Response(200, json={"value": [{"Name": "a"}],
+                                         "@odata.nextLink": "https://evil.example/adminapi/beta/t/InvokeCommand"})
+
+    async def token_for(resource, *, force_refresh=False):
+        return "t"
+
+    async def go():
+        from xtwizard.cloud.endpoints import PUBLIC_CLOUD
+        policy = HttpPolicy(transport=httpx.MockTransport(handler), sleep=RecordedSleep())
+        try:
+            with pytest.raises(ExchangeError) as err:
+                await ExchangeClient(PUBLIC_CLOUD, policy, token_for, tenant="t", admin_upn="a@b").mailboxes()
+            return err.value
+        finally:
+            await policy.aclose()
+
+    import asyncio
+    err = asyncio.run(go())
+    assert err.code == "UntrustedLink" and seen == ["outlook.office365.com"]

@@ -302,3 +302,34 @@ def test_client_secret_never_reaches_a_log_or_the_request_log(sandbox, caplog):
     assert secret.secret_text not in logged
     rows = request_log(sandbox)
     assert rows and all(secret.secret_text not in repr(r) for r in rows)
+
+
+def test_a_next_link_to_another_host_is_not_followed():
+    """The token goes with every request, so links are followed only on Graph's own origin."""
+    import asyncio
+
+    import httpx
+
+    from xtwizard.cloud.endpoints import PUBLIC_CLOUD
+    from xtwizard.cloud.http import HttpPolicy
+
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url.host))
+        return httpx.Response(200, json={"value": [{"id": "1"}], "@odata.nextLink": "https://evil.example/v1.0/x"})
+
+    async def token_for(resource, *, force_refresh=False):
+        return "t"
+
+    async def go():
+        policy = HttpPolicy(transport=httpx.MockTransport(handler), sleep=RecordedSleep())
+        try:
+            with pytest.raises(GraphError) as err:
+                await GraphClient(PUBLIC_CLOUD, policy, token_for).list_users()
+            return err.value
+        finally:
+            await policy.aclose()
+
+    err = asyncio.run(go())
+    assert err.code == "UntrustedLink" and seen == ["graph.microsoft.com"]

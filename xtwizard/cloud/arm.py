@@ -18,7 +18,7 @@ import httpx
 
 from .endpoints import CloudEndpoints
 from .http import HttpPolicy, retry_after_seconds
-from .service import ServiceError, TokenProvider, json_or_none, request_id_of, send_with_token
+from .service import ServiceError, TokenProvider, json_or_none, request_id_of, same_origin, send_with_token
 
 API_RESOURCES = "2022-12-01"
 API_KEYVAULT = "2023-07-01"
@@ -166,6 +166,8 @@ class ArmClient:
                     json: Any = None, params: Mapping[str, str] | None = None,
                     ok: Sequence[int] = (200, 201, 202, 204)) -> httpx.Response:
         url = path_or_url if path_or_url.startswith("https://") else self.base + path_or_url
+        if not same_origin(url, self.base):
+            raise ArmError(0, "UntrustedLink", f"Refused to send the admin's token to another host ({route}).")
         query = dict(params or {})
         if api_version:
             query["api-version"] = api_version

@@ -25,7 +25,7 @@ import httpx
 
 from .endpoints import CloudEndpoints
 from .http import HttpPolicy
-from .service import ServiceError, TokenProvider, json_or_none, request_id_of, send_with_token
+from .service import ServiceError, TokenProvider, json_or_none, request_id_of, same_origin, send_with_token
 
 log = logging.getLogger("xtwizard.cloud.exchange")
 
@@ -389,6 +389,10 @@ class ExchangeClient:
             result.warnings.extend(str(w) for w in data.get("@adminapi.warnings") or [])
             next_link = data.get("@odata.nextLink") or data.get("odata.nextLink")
             url = str(next_link) if next_link else None
+            if url is not None and not same_origin(url, self.url):
+                raise ExchangeError(0, "", "", "Exchange sent a next-page link to another host; it was not "
+                                    "followed (the admin's token would have gone with it).", result.warnings,
+                                    cmdlet=cmdlet, code="UntrustedLink")
             params = None  # the next link carries its own query; the body stays the same
         return result
 

@@ -20,7 +20,7 @@ import httpx
 
 from .endpoints import CloudEndpoints
 from .http import HttpPolicy
-from .service import ServiceError, TokenProvider, json_or_none, request_id_of, send_with_token
+from .service import ServiceError, TokenProvider, json_or_none, request_id_of, same_origin, send_with_token
 
 EXCHANGE_APP_ID = "00000002-0000-0ff1-ce00-000000000000"
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
@@ -382,6 +382,8 @@ class GraphClient:
                     params: Mapping[str, str] | None = None, headers: Mapping[str, str] | None = None,
                     ok: Sequence[int] = (200, 201, 204)) -> httpx.Response:
         url = path_or_url if path_or_url.startswith("https://") else self.base + path_or_url
+        if not same_origin(url, self.base):
+            raise GraphError(0, "UntrustedLink", f"Refused to send the admin's token to another host ({route}).")
         resp = await send_with_token(self.policy, self.token_for, self.endpoints.graph_resource, method, url,
                                      service=self.service, route=route, tenant=self.tenant, json=json,
                                      params=params, headers=headers)

@@ -61,6 +61,14 @@ def json_or_none(resp: httpx.Response) -> Any:
         return None
 
 
+def same_origin(url: str, base: str) -> bool:
+    """Whether `url` (a nextLink or an operation URL the service sent) is on the service's own origin.
+
+    The clients send a bearer token with every request, so they follow links only to where they got them."""
+    a, b = httpx.URL(url), httpx.URL(base)
+    return (a.scheme, a.host, a.port) == (b.scheme, b.host, b.port)
+
+
 def request_id_of(resp: httpx.Response) -> str:
     return resp.headers.get("request-id") or resp.headers.get("x-ms-request-id") or ""
 
