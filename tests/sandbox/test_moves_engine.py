@@ -124,7 +124,7 @@ def test_secret_removed_mid_move_fails_completion_until_restored(sandbox, http):
     tgt.ok("Complete-MigrationBatch", Identity="C")
     sandbox.clock.advance(3600)
     failed = stats(tgt)
-    assert failed["Status"] == "Failed" and "AADSTS7000215" in failed["ErrorSummary"]
+    assert failed["Status"] == "CompletionFailed" and "AADSTS7000215" in failed["ErrorSummary"]
     app["_secretHashes"].update(saved)
     tgt.ok("Start-MigrationBatch", Identity="C")
     sandbox.clock.advance(3600)
@@ -262,3 +262,28 @@ def test_story_pilot_batch_endpoint_has_a_dead_credential(sandbox, http):
     rosa = stats(tgt, "rosa.schmidt@fabrikam.example")
     assert rosa["Status"] == "Failed" and "AADSTS700016" in rosa["ErrorSummary"]
     assert tgt.one("Get-MigrationBatch", Identity="Pilot")["Status"] == "Failed"
+
+
+def test_secret_expiring_while_synced_fails_the_next_incremental_sync(sandbox, http):
+    """Landscape §C.1 #3: the secret must cover the whole sync window."""
+    import datetime
+
+    _src, tgt, app_id = setup_org(sandbox, http)
+    batch(tgt, "W", CARLA, AutoStart=True)
+    sandbox.clock.advance(2 * 3600)
+    assert stats(tgt)["Status"] == "Synced"
+    app = next(a for a in sandbox.state.tenant("target").col("applications").values() if a["appId"] == app_id)
+    soon = datetime.datetime.fromtimestamp(sandbox.clock.now() + 3 * 86400, datetime.UTC)
+    app["passwordCredentials"][0]["endDateTime"] = soon.strftime("%Y-%m-%dT%H:%M:%SZ")
+    sandbox.clock.advance(2 * 86400)
+    assert stats(tgt)["Status"] == "Synced"  # two incremental syncs still fine
+    sandbox.clock.advance(2 * 86400)
+    failed = stats(tgt)
+    assert (failed["Status"], failed["StatusSummary"]) == ("IncrementalFailed", "Failed")
+    assert "AADSTS7000222" in failed["ErrorSummary"]
+    app["passwordCredentials"][0]["endDateTime"] = "2099-01-01T00:00:00Z"  # a new secret, in effect
+    tgt.ok("Start-MigrationBatch", Identity="W")
+    assert stats(tgt)["Status"] == "Synced"
+    tgt.ok("Complete-MigrationBatch", Identity="W")
+    sandbox.clock.advance(3600)
+    assert stats(tgt)["Status"] == "Completed"

@@ -37,7 +37,8 @@ TRANSIENT_SECONDS = 900.0
 HOLD_PREFIXES = ("mbx", "cld", "unih", "skp")
 
 ACTIVE = ("validating", "syncing", "completing")
-USER_STATUS = {"created": ("Queued", "Active"), "completionfailed": ("CompletionFailed", "Failed"), "validating": ("Validating", "Active"),
+USER_STATUS = {"created": ("Queued", "Active"), "completionfailed": ("CompletionFailed", "Failed"),
+               "incrementalfailed": ("IncrementalFailed", "Failed"), "validating": ("Validating", "Active"),
                "syncing": ("Syncing", "Active"), "synced": ("Synced", "Synced"),
                "completing": ("Completing", "Active"), "completed": ("Completed", "Completed"),
                "failed": ("Failed", "Failed"), "stopped": ("Stopped", "Stopped")}
@@ -350,6 +351,8 @@ def advance(state: SandboxState, faults: Any, target: Tenant, u: JSON, now: floa
             log(u, end, "Initial seeding completed; the move is synced and waiting to be completed.")
         elif ph == "synced":
             ca = completion_time(u, batch)
+            if _incremental_sync_failed(state, target, batch, u, now, ca, memo):
+                return
             if ca is None:
                 return
             t = max(ca, float(u["_syncedAt"]))
@@ -372,6 +375,29 @@ def advance(state: SandboxState, faults: Any, target: Tenant, u: JSON, now: floa
             return
 
 
+def _incremental_sync_failed(state: SandboxState, target: Tenant, batch: JSON, u: JSON, now: float,
+                             complete_at: float | None, memo: Memo) -> bool:
+    """A daily incremental sync needs the credential and the relationships too: a client secret that expires
+    (or is removed) while users wait in Synced fails them at the next incremental sync (IncrementalFailed)."""
+    start = float(u["_phaseStart"])
+    due = int((now - start) // INCREMENTAL_SECONDS)
+    checked = int(u.get("_syncsChecked", 0))
+    if due <= checked:
+        return False
+    first_new = start + (checked + 1) * INCREMENTAL_SECONDS
+    u["_syncsChecked"] = due
+    if complete_at is not None and first_new >= max(complete_at, float(u["_syncedAt"])):
+        return False
+    key = ("org", batch["Guid"])
+    if key not in memo:
+        memo[key] = _org_problems(state, target, batch)
+    problem = memo[key][0]
+    if problem is None:
+        return False
+    _fail(u, problem, first_new)
+    return True
+
+
 def start_batch(state: SandboxState, target: Tenant, batch: JSON, t: float) -> None:
     batch["_state"], batch["_startedAt"] = "started", batch.get("_startedAt") or t
     for gid in batch["_users"]:
@@ -381,8 +407,8 @@ def start_batch(state: SandboxState, target: Tenant, batch: JSON, t: float) -> N
             u.pop("_failure", None)
         elif u["_phase"] == "failed":
             u.pop("_failure", None)
-            if u.get("_failedPhase") == "completing":
-                u["_phase"], u["_phaseStart"] = "synced", t
+            if u.get("_failedPhase") in ("completing", "synced"):
+                u["_phase"], u["_phaseStart"], u["_syncsChecked"] = "synced", t, 0
             else:
                 u["_phase"], u["_phaseStart"] = "validating", t
             log(u, t, "The user was resumed.")
@@ -402,7 +428,8 @@ def advance_all(state: SandboxState, faults: Any) -> None:
         for u in users(target).values():
             if u["_phase"] in ("created", "completed", "failed", "stopped"):
                 continue
-            if u["_phase"] == "synced" and completion_time(u, batches(target)[u["_batch"]]) is None:
+            if u["_phase"] == "synced" and completion_time(u, batches(target)[u["_batch"]]) is None and \
+                    (now - float(u["_phaseStart"])) // INCREMENTAL_SECONDS <= int(u.get("_syncsChecked", 0)):
                 continue
             advance(state, faults, target, u, now, memo)
             changed = True
@@ -445,7 +472,9 @@ def error_summary(u: JSON) -> str | None:
 
 
 def migration_user_out(target: Tenant, u: JSON, now: float) -> JSON:
-    key = "completionfailed" if u["_phase"] == "failed" and u.get("_failedPhase") == "completing" else u["_phase"]
+    key = u["_phase"]
+    if key == "failed" and u.get("_failedPhase") in ("completing", "synced"):
+        key = "completionfailed" if u["_failedPhase"] == "completing" else "incrementalfailed"
     status, summary = USER_STATUS[key]
     tgt = recipients(target).get(u.get("_target") or "")
     batch = batches(target)[u["_batch"]]
