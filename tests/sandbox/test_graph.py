@@ -1060,3 +1060,19 @@ def test_tenants_are_isolated(src: Graph, tgt: Graph) -> None:
 def test_null_items_in_typed_collections_are_bad_requests(src: Graph, path: str, body: dict[str, Any]) -> None:
     err = graph_error(src.post(path, body), 400, "BadRequest")
     assert "null value" in err["message"]
+
+
+def test_count_segment_counts_scope_members_with_consistency_level(small: Graph) -> None:
+    """Reference §2.1: a scope group over 10,000 users needs splitting, so the wizard counts members."""
+    eventual = {"ConsistencyLevel": "eventual"}
+    group = small.get("/groups", params={"$filter": "displayName eq 'Wave Scope'"}).json()["value"][0]
+    r = small.get(f"/groups/{group['id']}/transitiveMembers/$count", headers=eventual)
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/plain")
+    assert r.text == "8"  # five users, the nested group and its two members
+    assert small.get(f"/groups/{group['id']}/members/$count", headers=eventual).text == "6"
+    assert small.get("/users/$count", headers=eventual).text == "9"
+    assert small.get("/users/$count", params={"$filter": "startswith(displayName,'user')"},
+                     headers=eventual).text == "5"
+    err = graph_error(small.get("/users/$count"), 400, "Request_BadRequest")
+    assert err["message"] == "$count is not currently supported."
+    graph_error(small.get(f"/groups/{uuid.uuid4()}/members/$count", headers=eventual), 404)

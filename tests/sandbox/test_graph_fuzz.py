@@ -70,7 +70,8 @@ class World:
             ("GET", "/users"), ("GET", f"/users/{i['upn']}"), ("GET", f"/users/{i['alice']}/licenseDetails"),
             ("GET", f"/users/{i['alice']}/transitiveMemberOf"), ("POST", f"/users/{i['alice']}/assignLicense"),
             ("POST", f"/users/{i['alice']}/revokeSignInSessions"), ("GET", f"/users/{i['junk']}"),
-            ("POST", "/invitations"), ("POST", "/$batch"),
+            ("POST", "/invitations"), ("POST", "/$batch"), ("GET", "/users/$count"),
+            ("GET", f"/groups/{i['wave']}/transitiveMembers/$count"),
         ]
 
     def call(self, method: str, path: str, *, params: Any = None, content: bytes | None = None,

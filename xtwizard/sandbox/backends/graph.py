@@ -347,6 +347,7 @@ class Ctx:
     caller: Caller
     tenant: Tenant
     user: JSON | None  # the signed-in user (delegated), if it still exists
+    count_only: bool = False  # a `/$count` path segment: answer the number of matching items as text
 
     @property
     def base(self) -> str:
@@ -449,6 +450,14 @@ class GraphBackend(Backend):
         r = self.router
         r.add("POST", V + r"/\$batch", self.batch)
         r.add("GET", "/oidc/userinfo", self.userinfo)  # dispatched before the version check; listed for the log
+        for collection_path, handler in ((V + "/applications", self.list_applications),
+                                         (V + "/servicePrincipals", self.list_service_principals),
+                                         (V + "/groups", self.list_groups), (V + "/users", self.list_users),
+                                         (V + "/groups/{gid}/members", self.group_members),
+                                         (V + "/groups/{gid}/transitiveMembers", self.group_transitive_members),
+                                         (V + "/servicePrincipals/{key}/appRoleAssignedTo", self.list_assigned_to),
+                                         (V + "/servicePrincipals/{key}/appRoleAssignments", self.list_assignments)):
+            r.add("GET", collection_path + r"/\$count", self._counter(handler))
         r.add("GET", V + "/organization", self.list_organization)
         r.add("GET", V + "/organization/{oid}", self.get_organization)
         r.add("GET", V + "/me", self.get_me)
@@ -493,6 +502,14 @@ class GraphBackend(Backend):
         r.add("POST", V + "/users/{uid}/assignLicense", self.assign_license)
         r.add("POST", V + "/users/{uid}/revokeSignInSessions", self.revoke_sessions)
         r.add("POST", V + "/invitations", self.invite)
+
+    @staticmethod
+    def _counter(handler: Callable[..., Response]) -> Callable[..., Response]:
+        """`<collection>/$count`: the list handler's filtering and authorization, answered as a number."""
+        def count(ctx: Ctx, **params: str) -> Response:
+            ctx.count_only = True
+            return handler(ctx, **params)
+        return count
 
     def handle(self, req: Request) -> Response:
         self._local.req = req
@@ -695,8 +712,10 @@ class GraphBackend(Backend):
                    default_top: int = 100) -> Response:
         """A paged list: $filter, $orderby, $select, $top, $skiptoken, $count; `render` shapes each item."""
         req = ctx.req
-        advanced = ((req.headers.get("ConsistencyLevel") or "").lower() == "eventual"
-                    and (self._q(ctx, "count") or "").lower() == "true")
+        eventual = (req.headers.get("ConsistencyLevel") or "").lower() == "eventual"
+        advanced = eventual and ((self._q(ctx, "count") or "").lower() == "true" or ctx.count_only)
+        if ctx.count_only and not eventual:
+            raise self.error(400, "Request_BadRequest", "$count is not currently supported.")
         count_raw = self._q(ctx, "count")
         every = sorted(etype.properties)  # filters and sorting see every property, not the default selection
         try:
@@ -730,6 +749,8 @@ class GraphBackend(Backend):
             offset = decode_skiptoken(token, fp) if token is not None else 0
         except ODataError as exc:
             raise self.odata(exc) from None
+        if ctx.count_only:
+            return Response(200, str(len(items)).encode("ascii"), [("Content-Type", "text/plain;charset=utf-8")])
         pg = page(items, offset, top)
         ctx_name = f"{context}({','.join(select)})" if select is not None else context
         out: JSON = {"@odata.context": f"{ctx.base}/$metadata#{ctx_name}"}
