@@ -188,7 +188,9 @@ def test_key_vault_certificate_path_end_to_end(sandbox):
             assert officer is not None and officer.name == KEY_VAULT_CERTIFICATES_OFFICER
             await a.assign_role(vault.id, officer.id, me.id)
             creation = await kv.abegin_create_self_signed("ctmm", "CN=fabrikam_northwind")
-            advance(sandbox, 30)  # the vault issues on the sandbox clock
+            with pytest.raises(KeyVaultError) as early:  # the vault issues on the sandbox clock, not yet
+                await kv.await_certificate(creation, timeout=0.05)
+            advance(sandbox, 30)
             cert = await kv.await_certificate(creation, timeout=30)
             again = await kv.aget("ctmm")
             app = await g.create_application({
@@ -209,9 +211,10 @@ def test_key_vault_certificate_path_end_to_end(sandbox):
         dv = next(d for d in deleted if d.name == name)
         await a.purge_deleted_vault(SUBSCRIPTION, dv.location, name)
         free = await a.check_vault_name(SUBSCRIPTION, name)
-        return vault, got, refused.value, cert, again, keys, listed, gone, blocked, free
+        return vault, got, refused.value, early.value, cert, again, keys, listed, gone, blocked, free
 
-    vault, got, refused, cert, again, keys, listed, gone, blocked, free = run(go, sandbox, sleep)
+    vault, got, refused, early, cert, again, keys, listed, gone, blocked, free = run(go, sandbox, sleep)
+    assert early.status == 408
     assert vault.rbac_authorization and vault.name == name and got.id == vault.id
     assert vault.resource_group == RG and vault.tenant_id == target_id
     assert refused.status == 403 and refused.code == "Forbidden"

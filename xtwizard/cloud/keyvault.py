@@ -211,10 +211,12 @@ class KeyVaultCertificates:
         return CertificateCreation(name, poller)
 
     def wait(self, creation: CertificateCreation, timeout: float | None = None) -> VaultCertificate:
-        """Wait until the vault has issued the certificate; a failed request raises KeyVaultError."""
+        """Wait until the vault has issued the certificate; a failed request raises KeyVaultError, and so does
+        `timeout` (status 408) — the request goes on, and a later `wait` can pick it up."""
         result = self._call("/certificates/{name}/pending", creation.poller.result, timeout)
-        if result is None and not creation.poller.done():
-            raise KeyVaultError(408, "Timeout", f"The certificate '{creation.name}' was not issued in time.")
+        if not creation.poller.done():
+            raise KeyVaultError(408, "Timeout", f"The vault has not issued the certificate '{creation.name}' yet; "
+                                "wait again or check the vault.")
         if isinstance(result, KeyVaultCertificate):
             return _certificate(result)
         if isinstance(result, CertificateOperation):
