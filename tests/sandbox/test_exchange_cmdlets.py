@@ -309,3 +309,10 @@ def test_key_vault_certificate_endpoint_needs_exchange_to_read_the_vault(sandbox
     grant(sandbox, http, vault_id("kv-ctmm"), AZURE_ROLES["Key Vault Certificate User"], exo_sp["id"]
           ).raise_for_status()
     assert tgt.one("New-MigrationEndpoint", **params)["AppSecretKeyVaultUrl"] == cert_id
+
+
+def test_new_mail_user_needs_an_accepted_upn_domain(sandbox, http):
+    _, tgt = exos(sandbox, http)
+    etype, text = tgt.fail("New-MailUser", Name="Wrong Domain", ExternalEmailAddress="wd@northwind.example",
+                           MicrosoftOnlineServicesID="wd@northwind.example")
+    assert etype == "TaskException" and "isn't an accepted domain" in text

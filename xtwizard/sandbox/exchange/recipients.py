@@ -270,6 +270,9 @@ def new_mail_user(ctx: Ctx) -> list[JSON]:
     alias = ctx.p("Alias") or "".join(ch for ch in name if ch.isalnum() or ch in "._-") or "mailuser"
     upn = ctx.p("MicrosoftOnlineServicesID") or f"{alias}@{t.initial_domain}"
     _check_address(upn)
+    if not t.owns_domain(upn.rsplit("@", 1)[1]):
+        raise CmdletError(TASK, f"The domain '{upn.rsplit('@', 1)[1]}' of MicrosoftOnlineServicesID '{upn}' isn't an "
+                                "accepted domain of this organization.")
     if t.user(upn) is not None:
         raise CmdletError(ALREADY_EXISTS, f"The user principal name \"{upn}\" is already being used.")
     # Without -PrimarySmtpAddress the external address becomes the primary (landscape §B.1 #15).

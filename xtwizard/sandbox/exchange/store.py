@@ -94,10 +94,11 @@ def ensure(state: SandboxState) -> None:
         _add_recipient(state, t, user, mbx, src)
         changed(t)
     for t in pending:
-        for row in (t.exchange_seed or {}).get("organizationRelationships", []):
-            rid = stable_id(t.id, "orgrel", row["Name"])
+        for i, row in enumerate((t.exchange_seed or {}).get("organizationRelationships", [])):
+            name = str(row.get("Name") or f"Organization relationship {i + 1}")
+            rid = stable_id(t.id, "orgrel", name)
             t.col("exchange.orgRelationships")[rid] = {
-                "Name": row["Name"], "Identity": row["Name"], "Guid": rid,
+                "Name": name, "Identity": name, "Guid": rid,
                 "DomainNames": list(row.get("DomainNames", [])), "Enabled": bool(row.get("Enabled", True)),
                 "MailboxMoveEnabled": bool(row.get("MailboxMoveEnabled", False)),
                 "MailboxMoveCapability": row.get("MailboxMoveCapability", "None"),
@@ -113,9 +114,11 @@ def _seed_migration_objects(state: SandboxState, t: Tenant) -> None:
     """Endpoints and (never started) batches left in the tenant by an earlier attempt."""
     seed = t.exchange_seed or {}
     by_name: dict[str, str] = {}
-    for row in seed.get("migrationEndpoints", []):
-        gid = stable_id(t.id, "endpoint", str(row["Name"]).lower())
-        by_name[str(row["Name"]).lower()] = gid
+    for i, row in enumerate(seed.get("migrationEndpoints", [])):
+        name = str(row.get("Name") or f"Endpoint {i + 1}")
+        row = {**row, "Name": name}
+        gid = stable_id(t.id, "endpoint", name.lower())
+        by_name[name.lower()] = gid
         t.col("exchange.endpoints")[gid] = {
             "Identity": row["Name"], "Name": row["Name"], "Guid": gid, "EndpointType": "ExchangeRemoteMove",
             "RemoteServer": row.get("RemoteServer"), "RemoteTenant": row.get("RemoteTenant"),
@@ -123,9 +126,12 @@ def _seed_migration_objects(state: SandboxState, t: Tenant) -> None:
             "IsRemote": True, "MaxConcurrentMigrations": int(row.get("MaxConcurrentMigrations", 100)),
             "MaxConcurrentIncrementalSyncs": 20, "Username": row.get("ApplicationId"), "UseAutoDiscover": False,
             "LastModifiedTime": None, "_credentialHash": "0" * 64}
-    for row in seed.get("migrationBatches", []):
+    for i, row in enumerate(seed.get("migrationBatches", [])):
+        ep = by_name.get(str(row.get("SourceEndpoint", "")).lower())
+        if ep is None:  # a batch needs an endpoint of the same scenario; without one it is left out
+            continue
+        row = {**row, "Name": str(row.get("Name") or f"Batch {i + 1}")}
         gid = stable_id(t.id, "batch", str(row["Name"]).lower())
-        ep = by_name[str(row["SourceEndpoint"]).lower()]
         batch: JSON = {"Identity": row["Name"], "Guid": gid, "SourceEndpoint": row["SourceEndpoint"], "_endpoint": ep,
                        "TargetDeliveryDomain": row.get("TargetDeliveryDomain"), "_created": state.clock.now() - 86400 * 30,
                        "_state": "created", "_autoComplete": False, "_completeAfter": None, "_startAfter": None,
