@@ -75,7 +75,7 @@ def run_demo(args: argparse.Namespace) -> int:
         from .cloud.endpoints import sandbox_endpoints
         from .ui.app import run_wizard
 
-        return run_wizard(sandbox_endpoints(info), demo=True)
+        return run_wizard(sandbox_endpoints(info), demo=True, client_id=args.client_id)
     finally:
         sb.stop()
 
@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scenario", default="demo", help=argparse.SUPPRESS)
     ap.add_argument("--state-dir", help=argparse.SUPPRESS)
     ap.add_argument("--console", action="store_true", help="with --demo: no window, just run the simulated tenants")
+    ap.add_argument("--client-id", help="sign in with your organisation's own public client application (default: "
+                    "the Exchange Online PowerShell client)")
     ap.add_argument("--reset", action="store_true",
                     help="with --demo: forget earlier rehearsals (simulated tenants and rehearsal projects)")
     args = ap.parse_args(argv)

@@ -83,7 +83,7 @@ def setup_logging(log_dir: Path, level: int = logging.INFO) -> Callable[[], None
 
 
 def run_wizard(endpoints: CloudEndpoints, *, demo: bool = False, data_dir: Path | None = None,
-               log_dir: Path | None = None) -> int:
+               log_dir: Path | None = None, client_id: str | None = None) -> int:
     default_data, default_logs = default_dirs(demo)
     data_dir = data_dir or default_data
     log_dir = log_dir or default_logs
@@ -92,7 +92,7 @@ def run_wizard(endpoints: CloudEndpoints, *, demo: bool = False, data_dir: Path 
     app.setApplicationName("xtwizard")
     runner = AsyncRunner()
     ctx = AppContext(endpoints=endpoints, runner=runner, data_dir=data_dir, log_dir=log_dir,
-                     open_browser=SystemBrowser(), demo=demo)
+                     open_browser=SystemBrowser(), demo=demo, client_id=client_id)
     wizard = MigrationWizard(ctx)
     wizard.show()
     try:

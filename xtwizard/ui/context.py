@@ -42,6 +42,7 @@ class AppContext:
     open_browser: Callable[[str], None]
     demo: bool = False
     keyring_backend: KeyringBackend | None = None
+    client_id: str | None = None  # an organisation's own public client; None = the documented default
     workspace: Workspace | None = None
     extra: dict[str, object] = field(default_factory=dict)
 

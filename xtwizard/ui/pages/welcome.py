@@ -7,6 +7,7 @@ import datetime
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QButtonGroup, QLabel, QLineEdit, QListWidget, QListWidgetItem, QRadioButton
 
+from ...cloud.auth import DEFAULT_CLIENT_ID
 from ...migration.project import ProjectError
 from ...migration.workspace import Workspace
 from ..context import AppContext
@@ -82,5 +83,6 @@ class WelcomePage(BasePage):
         if self.ctx.workspace is not None:
             self.ctx.runner.submit(self.ctx.workspace.aclose)
         self.ctx.workspace = Workspace(self.ctx.endpoints, project, self.ctx.data_dir,
-                                       keyring_backend=self.ctx.keyring_backend)
+                                       keyring_backend=self.ctx.keyring_backend,
+                                       client_id=self.ctx.client_id or DEFAULT_CLIENT_ID)
         return True
