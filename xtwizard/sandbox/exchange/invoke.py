@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..http import HttpError, Request, Response
+from ..state import Tenant
+from ..tokens import Caller
 from . import batches, endpoints, moves, orgrel, recipients, store  # noqa: F401 - registers the cmdlets
 from .cmdlets import REGISTRY, Ctx
 from .errors import ACCESS_DENIED, COMMAND_NOT_FOUND, ODATA, CmdletError, exid
@@ -87,11 +89,13 @@ class InvokeCommand:
         if not isinstance(name, str) or not name.strip():
             raise odata_error(400, "BadRequest", "CmdletInput.CmdletName is required.")
         try:
-            return self._run(req, version, tenant, caller, name.strip(), cmd_input.get("Parameters"))
+            return self._run(req, version, tenant, caller, name.strip(), cmd_input.get("Parameters"),
+                             hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest())
         except CmdletError as exc:
             raise cmdlet_error(exc) from None
 
-    def _run(self, req: Request, version: str, tenant: Any, caller: Any, name: str, raw_params: Any) -> Response:
+    def _run(self, req: Request, version: str, tenant: Tenant, caller: Caller, name: str, raw_params: Any,
+             body_hash: str) -> Response:
         st = self.state
         upn = caller.upn or f"app:{caller.app_id}"
         roles: list[str] = []
@@ -116,6 +120,7 @@ class InvokeCommand:
                                                  "the name, or if a path was included, verify that the path is "
                                                  "correct and try again.")
         params = bind(cmd.params, raw_params)
+        start = self._page(req, tenant.id, body_hash)  # a stale link is refused before anything runs
         store.ensure(st)
         moves.advance_all(st, self.backend.sb.faults)
         ctx = Ctx(st, tenant, upn, params, self.backend.sb.faults, object_type=cmd.object_type)
@@ -124,7 +129,6 @@ class InvokeCommand:
         if select:
             wanted = {s.strip().lower() for s in select.split(",") if s.strip()}
             rows = [{k: v for k, v in r.items() if k.lower() in wanted} for r in rows]
-        start, next_token = self._page(req, tenant.id, cmd.name, len(rows))
         size = self._page_size(req)
         page = rows[start:start + size] if cmd.name.startswith("Get-") else rows
         base = f"{req.base_url}/adminapi/{version}/{tenant.id}"
@@ -134,16 +138,12 @@ class InvokeCommand:
             payload["@adminapi.warnings"] = [w if w.startswith("WARNING") else f"WARNING: {w}" for w in ctx.warnings]
         payload["value"] = [annotate(r) for r in page]
         if cmd.name.startswith("Get-") and start + size < len(rows):
-            token = next_token()
-            self.pages[token] = Page(tenant.id, self._hash(req), start + size, st.clock.now() + PAGE_EXPIRY_SECONDS)
+            token = secrets.token_urlsafe(24)
+            self.pages[token] = Page(tenant.id, body_hash, start + size, st.clock.now() + PAGE_EXPIRY_SECONDS)
             payload["@odata.nextLink"] = f"{base}/InvokeCommand?$skiptoken={token}"
         return Response.json(payload, headers=[("X-CmdletName", cmd.name)],
                              content_type="application/json;odata.metadata=minimal;odata.streaming=true;"
                                           "IEEE754Compatible=false;charset=utf-8")
-
-    @staticmethod
-    def _hash(req: Request) -> str:
-        return hashlib.sha256(req.body).hexdigest()
 
     @staticmethod
     def _page_size(req: Request) -> int:
@@ -153,7 +153,8 @@ class InvokeCommand:
             return PAGE_DEFAULT
         return max(1, min(int(m.group(1)), PAGE_MAX))
 
-    def _page(self, req: Request, tenant_id: str, cmdlet: str, total: int) -> tuple[int, Any]:
+    def _page(self, req: Request, tenant_id: str, body_hash: str) -> int:
+        """The offset a $skiptoken stands for (0 without one); unknown, expired or other-body links are refused."""
         now = self.state.clock.now()
         for tok in [k for k, p in self.pages.items() if p.expires <= now]:
             del self.pages[tok]
@@ -161,7 +162,7 @@ class InvokeCommand:
         start = 0
         if token is not None:
             page = self.pages.get(token)
-            if page is None or page.tenant_id != tenant_id or page.body_hash != self._hash(req):
+            if page is None or page.tenant_id != tenant_id or page.body_hash != body_hash:
                 raise CmdletError(ODATA, "Expired or Invalid pagination request. Default Expiry time is 00:30:00")
             start = page.offset
-        return start, lambda: secrets.token_urlsafe(24)
+        return start
