@@ -316,3 +316,20 @@ def test_new_mail_user_needs_an_accepted_upn_domain(sandbox, http):
     etype, text = tgt.fail("New-MailUser", Name="Wrong Domain", ExternalEmailAddress="wd@northwind.example",
                            MicrosoftOnlineServicesID="wd@northwind.example")
     assert etype == "TaskException" and "isn't an accepted domain" in text
+
+
+def test_licensing_a_mail_user_too_early_provisions_a_colliding_mailbox(sandbox, http):
+    """Landscape §B.1 #8 and reference §2.6: license only after the ExchangeGuid is stamped."""
+    src, tgt = exos(sandbox, http)
+    target = sandbox.state.tenant("target")
+    spb = next(k for k, v in target.col("subscribedSkus").items() if v["skuPartNumber"] == "SPB")
+    # Jonas's MailUser has no ExchangeGuid yet: a licence makes Exchange provision a new mailbox
+    target.user("jonas.keller@fabrikam.example")["assignedLicenses"].append({"skuId": spb, "disabledPlans": []})
+    jonas = tgt.one("Get-Recipient", Identity="jonas.keller@fabrikam.example")
+    assert jonas["RecipientTypeDetails"] == "UserMailbox"
+    # Mia's MailUser has the ExchangeGuid: it stays a MailUser, and the licence scrubs the non-accepted proxy
+    target.user("mia.nowak@fabrikam.example")["assignedLicenses"].append({"skuId": spb, "disabledPlans": []})
+    mia = tgt.one("Get-Recipient", Identity="mia.nowak@fabrikam.example")
+    assert mia["RecipientTypeDetails"] == "MailUser"
+    assert "smtp:mia.nowak@northwind.example" not in mia["EmailAddresses"]
+    assert mia["ExchangeGuid"] == src.one("Get-Mailbox", Identity="mia.nowak@northwind.example")["ExchangeGuid"]

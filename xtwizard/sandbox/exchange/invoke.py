@@ -122,6 +122,7 @@ class InvokeCommand:
         params = bind(cmd.params, raw_params)
         start = self._page(req, tenant.id, body_hash)  # a stale link is refused before anything runs
         store.ensure(st)
+        store.reconcile_licenses(st)
         moves.advance_all(st, self.backend.sb.faults)
         ctx = Ctx(st, tenant, upn, params, self.backend.sb.faults, object_type=cmd.object_type)
         rows = cmd.handler(ctx)

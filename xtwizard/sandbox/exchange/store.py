@@ -329,3 +329,46 @@ def new_recipient_guid(t: Tenant, name: str) -> str:
 
 def any_value(d: dict[str, Any]) -> Any:
     return next(iter(d.values()), None)
+
+
+def has_exchange_plan(t: Tenant, user: JSON) -> bool:
+    """Does one of the user's licences carry an Exchange Online mailbox plan (EXCHANGE_S_*)?"""
+    skus = t.col("subscribedSkus")
+    for a in user.get("assignedLicenses", []):
+        sku = skus.get(a.get("skuId") or "")
+        disabled = set(a.get("disabledPlans") or [])
+        for plan in (sku or {}).get("servicePlans", []):
+            if str(plan.get("servicePlanName", "")).upper().startswith("EXCHANGE_S_") and \
+                    plan.get("servicePlanId") not in disabled:
+                return True
+    return False
+
+
+def reconcile_licenses(state: SandboxState) -> None:
+    """What Exchange does when Entra licences change (reference §2.6, landscape §B.1 #8): an Exchange licence on
+    a MailUser without an ExchangeGuid provisions a new, empty mailbox (which later collides with the move: 'already
+    has a primary mailbox'); on a MailUser with an ExchangeGuid it scrubs SMTP proxies of non-accepted domains."""
+    for t in state.tenants.values():
+        users = t.col("users")
+        touched = False
+        for r in recipients(t).values():
+            if r.get("RecipientTypeDetails") != "MailUser" or r.get("_migratedTo"):
+                continue
+            user = users.get(r.get("ExternalDirectoryObjectId") or "")
+            if user is None or not has_exchange_plan(t, user):
+                continue
+            if r.get("ExchangeGuid") in (None, ZERO_GUID):
+                r.update({"RecipientTypeDetails": "UserMailbox", "RecipientType": "UserMailbox",
+                          "ExchangeGuid": stable_id(t.id, "provisioned", r["Guid"]), "ExternalEmailAddress": None,
+                          "_sizes": {"primary": 0, "items": 0, "archive": 0, "archiveItems": 0, "deleted": 0,
+                                     "substrateHolds": 0}})
+                touched = True
+            else:
+                kept = [a for a in r.get("EmailAddresses", []) if not a.lower().startswith("smtp:")
+                        or t.owns_domain(a.rsplit("@", 1)[-1])]
+                if kept != r.get("EmailAddresses"):
+                    r["EmailAddresses"] = kept
+                    touched = True
+        if touched:
+            changed(t)
+            state.touch()
