@@ -965,7 +965,7 @@ def test_secret_from_add_password_gets_an_app_token_whose_roles_graph_honours(tg
     assert as_daemon.get("/users").status_code == 200
     graph_error(as_daemon.post("/applications", {"displayName": "nope"}), 403)
     wrong = http.post(f"{sandbox.urls['login']}/{tenant.id}/oauth2/v2.0/token", data={
-        "grant_type": "client_credentials", "client_id": app["appId"], "client_secret": secret[:-1] + "x",
+        "grant_type": "client_credentials", "client_id": app["appId"], "client_secret": secret[:-1] + ("x" if secret[-1] != "x" else "y"),
         "scope": "https://graph.microsoft.com/.default"})
     assert wrong.status_code == 401
 
@@ -1076,3 +1076,25 @@ def test_count_segment_counts_scope_members_with_consistency_level(small: Graph)
     err = graph_error(small.get("/users/$count"), 400, "Request_BadRequest")
     assert err["message"] == "$count is not currently supported."
     graph_error(small.get(f"/groups/{uuid.uuid4()}/members/$count", headers=eventual), 404)
+
+
+def test_owners_may_manage_their_app_without_an_admin_role(src: Graph, helpdesk: Graph) -> None:
+    app = create_app(src)
+    admin = src.get("/me").json()
+    owners = src.get(f"/applications/{app['id']}/owners").json()["value"]
+    assert [(o["@odata.type"], o["id"]) for o in owners] == [("#microsoft.graph.user", admin["id"])]
+    graph_error(helpdesk.patch(f"/applications/{app['id']}", {"notes": "x"}), 403, "Authorization_RequestDenied")
+    me = helpdesk.get("/me").json()
+    ref = {"@odata.id": f"https://graph.microsoft.com/v1.0/directoryObjects/{me['id']}"}
+    graph_error(helpdesk.post(f"/applications/{app['id']}/owners/$ref", ref), 403)
+    assert src.post(f"/applications/{app['id']}/owners/$ref", ref).status_code == 204
+    graph_error(src.post(f"/applications/{app['id']}/owners/$ref", ref), 400, "Request_BadRequest")
+    assert helpdesk.patch(f"/applications/{app['id']}", {"notes": "owned"}).status_code == 204
+    assert helpdesk.post(f"/applications/{app['id']}/addPassword", {}).status_code == 200
+    graph_error(helpdesk.post("/applications", MIGRATION_APP_BODY), 403)  # owning one app is not a role
+    wave = src.get("/groups", params={"$filter": "displayName eq 'Migration Wave 1'"}).json()["value"][0]
+    group_ref = {"@odata.id": f"https://graph.microsoft.com/v1.0/directoryObjects/{wave['id']}"}
+    graph_error(src.post(f"/applications/{app['id']}/owners/$ref", group_ref), 400)
+    assert src.delete(f"/applications/{app['id']}/owners/{me['id']}/$ref").status_code == 204
+    graph_error(helpdesk.patch(f"/applications/{app['id']}", {"notes": "x"}), 403)
+    graph_error(src.delete(f"/applications/{app['id']}/owners/{me['id']}/$ref"), 404)

@@ -473,6 +473,9 @@ class GraphBackend(Backend):
         r.add("POST", V + "/applications/{key}/addPassword", self.add_password)
         r.add("POST", V + "/applications/{key}/removePassword", self.remove_password)
         r.add("POST", V + "/applications/{key}/addKey", self.add_key)
+        r.add("GET", V + "/applications/{key}/owners", self.list_owners)
+        r.add("POST", V + r"/applications/{key}/owners/\$ref", self.add_owner)
+        r.add("DELETE", V + r"/applications/{key}/owners/{oid}/\$ref", self.remove_owner)
         r.add("POST", V + "/applications/{key}/removeKey", self.remove_key)
         r.add("GET", V + "/servicePrincipals", self.list_service_principals)
         r.add("POST", V + "/servicePrincipals", self.create_service_principal)
@@ -593,7 +596,9 @@ class GraphBackend(Backend):
             raise self.error(400, "Request_BadRequest", "'$skip' is not supported by the service.")
 
     # --- authorization ---------------------------------------------------------------------------------------
-    def authorize(self, ctx: Ctx, op: str, *, target_user_id: str | None = None) -> None:
+    def authorize(self, ctx: Ctx, op: str, *, target_user_id: str | None = None, owner: bool = False) -> None:
+        """`owner`: the signed-in user owns the object, which stands in for the directory role (Entra lets owners
+        manage their app registrations); the scope is still needed."""
         perm = PERMISSIONS[op]
         c = ctx.caller
         if c.is_app:
@@ -604,7 +609,7 @@ class GraphBackend(Backend):
         scopes = perm.scopes | (perm.self_scopes if is_self else frozenset())
         if not (scopes & c.scopes):
             raise self.denied()
-        if perm.admin_roles and not is_self:
+        if perm.admin_roles and not is_self and not owner:
             roles = set((ctx.user or {}).get("_roles", []))
             if not (roles & perm.admin_roles):
                 raise self.denied()
@@ -1079,8 +1084,8 @@ class GraphBackend(Backend):
                         **self.render_app(app, None)}, 201, [("Location", location)])
 
     def patch_application(self, ctx: Ctx, key: str) -> Response:
-        self.authorize(ctx, "applications.write")
         app = self.app_by_key(ctx, key)
+        self._authorize_app_write(ctx, app)
         body = self.body(ctx, APPLICATION_BODY)
         self._check_app_values(body, self.st.clock.now())
         for k, v in body.items():
@@ -1092,8 +1097,8 @@ class GraphBackend(Backend):
         return Response.empty(204)
 
     def delete_application(self, ctx: Ctx, key: str) -> Response:
-        self.authorize(ctx, "applications.write")
         app = self.app_by_key(ctx, key)
+        self._authorize_app_write(ctx, app)
         del ctx.tenant.col("applications")[app["id"]]
         home_sp = service_principal(self.st, ctx.tenant, app["appId"], include_hidden=True)
         if home_sp is not None:  # the home tenant's SP goes with its app
@@ -1102,8 +1107,8 @@ class GraphBackend(Backend):
         return Response.empty(204)
 
     def add_password(self, ctx: Ctx, key: str) -> Response:
-        self.authorize(ctx, "applications.write")
         app = self.app_by_key(ctx, key)
+        self._authorize_app_write(ctx, app)
         body = self.body(ctx, ADD_PASSWORD_BODY, required=False)
         pc_in: JSON = body.get("passwordCredential") or {}
         for ro in ("hint", "keyId", "secretText"):
@@ -1127,8 +1132,8 @@ class GraphBackend(Backend):
                         **stored, "secretText": secret})
 
     def remove_password(self, ctx: Ctx, key: str) -> Response:
-        self.authorize(ctx, "applications.write")
         app = self.app_by_key(ctx, key)
+        self._authorize_app_write(ctx, app)
         body = self.body(ctx, REMOVE_PASSWORD_BODY)
         key_id = str(body.get("keyId") or "").lower()
         if not key_id:
@@ -1142,11 +1147,52 @@ class GraphBackend(Backend):
         self.st.touch()
         return Response.empty(204)
 
+    def _authorize_app_write(self, ctx: Ctx, app: JSON) -> None:
+        self.authorize(ctx, "applications.write",
+                       owner=not ctx.caller.is_app and ctx.caller.object_id in app.get("_owners", []))
+
     def _authorize_key_rollover(self, ctx: Ctx, app: JSON) -> None:
         """An app may roll its own certificates with a proof and no permission at all; others need app writes."""
         if ctx.caller.is_app and ctx.caller.app_id.lower() == str(app.get("appId")).lower():
             return
-        self.authorize(ctx, "applications.write")
+        self._authorize_app_write(ctx, app)
+
+    def list_owners(self, ctx: Ctx, key: str) -> Response:
+        self.authorize(ctx, "applications.read")
+        app = self.app_by_key(ctx, key)
+        found = [self.directory_object(ctx.tenant, oid) for oid in app.get("_owners", [])]
+        items = [{"__m": m} for m in found if m is not None]
+        return self.collection(ctx, items, DIRECTORY_OBJECT, "directoryObjects",
+                               render=lambda i, sel: self.render_member(i["__m"], sel))
+
+    def add_owner(self, ctx: Ctx, key: str) -> Response:
+        app = self.app_by_key(ctx, key)
+        self._authorize_app_write(ctx, app)
+        body = self.body(ctx, REF_BODY)
+        if "@odata.id" not in body:
+            raise self.bad("Invalid value specified for property '@odata.id' of resource 'DirectoryObjectReference'.")
+        oid = self._ref_target(ctx, body["@odata.id"])
+        found = self.directory_object(ctx.tenant, oid)
+        if found is None or found[0] == "groups":
+            raise self.bad("Invalid value specified for property 'owners' of resource 'Application'.")
+        owners = app.setdefault("_owners", [])
+        if oid in owners:
+            raise self.bad("One or more added object references already exist for the following modified "
+                           "properties: 'owners'.")
+        owners.append(oid)
+        self.st.touch()
+        return Response.empty(204)
+
+    def remove_owner(self, ctx: Ctx, key: str, oid: str) -> Response:
+        app = self.app_by_key(ctx, key)
+        self._authorize_app_write(ctx, app)
+        ref = self._guid_or_400(oid)
+        owners = app.setdefault("_owners", [])
+        if ref not in owners:
+            raise self.not_found_object(oid)
+        owners.remove(ref)
+        self.st.touch()
+        return Response.empty(204)
 
     def _check_proof(self, app: JSON, proof: Any) -> None:
         """Reference G5: a JWT signed by a currently valid certificate of the app, aud = the AAD Graph app id,
