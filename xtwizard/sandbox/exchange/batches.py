@@ -7,8 +7,8 @@ import io
 
 from ..catalog import stable_id
 from ..state import JSON
-from . import moves
-from .cmdlets import Ctx, cmdlet, result_size
+from . import moves, store
+from .cmdlets import Ctx, Lazy, cmdlet, result_size
 from .endpoints import find as find_endpoint
 from .errors import MIGRATION_PERMANENT, CmdletError, ambiguous, not_found
 from .moves import ACTIVE, batches, users
@@ -267,7 +267,7 @@ def find_user(ctx: Ctx, identity: str) -> JSON:
                               "StatusSummary": enum("Active", "Completed", "Failed", "Stopped", "Synced"),
                               "MailboxGuid": Param("guid"), "IncludeAssociatedUsers": SW, "ResultSize": S},
         "MigrationUser")
-def get_migration_user(ctx: Ctx) -> list[JSON]:
+def get_migration_user(ctx: Ctx) -> Lazy:
     if ctx.p("Identity"):
         found = _find_users(ctx, ctx.p("Identity"))
         if not found:
@@ -278,14 +278,18 @@ def get_migration_user(ctx: Ctx) -> list[JSON]:
     if ctx.p("BatchId"):
         b = find_batch(ctx, ctx.p("BatchId"))
         rows = [u for u in rows if u["_batch"] == b["Guid"]]
-    out = [moves.migration_user_out(ctx.tenant, u, ctx.now) for u in rows]
-    if ctx.p("Status"):
-        out = [o for o in out if o["Status"] == ctx.p("Status")]
-    if ctx.p("StatusSummary"):
-        out = [o for o in out if o["StatusSummary"] == ctx.p("StatusSummary")]
+    if ctx.p("Status") or ctx.p("StatusSummary"):
+        statuses = {u["Guid"]: moves.user_status(u) for u in rows}
+        if ctx.p("Status"):
+            rows = [u for u in rows if statuses[u["Guid"]][0] == ctx.p("Status")]
+        if ctx.p("StatusSummary"):
+            rows = [u for u in rows if statuses[u["Guid"]][1] == ctx.p("StatusSummary")]
     if ctx.p("MailboxGuid"):
-        out = [o for o in out if str(o.get("MailboxGuid") or "").lower() == ctx.p("MailboxGuid")]
-    return result_size(ctx, out) if not ctx.p("Identity") else out
+        by_guid = store.recipients(ctx.tenant)
+        rows = [u for u in rows
+                if str((by_guid.get(u.get("_target") or "") or {}).get("ExchangeGuid", "")).lower() == ctx.p("MailboxGuid")]
+    return Lazy(rows if ctx.p("Identity") else result_size(ctx, rows),
+                lambda u: moves.migration_user_out(ctx.tenant, u, ctx.now))
 
 
 @cmdlet("Get-MigrationUserStatistics", {"Identity": req("identity"), "IncludeReport": SW, "IncludeSkippedItems": SW,

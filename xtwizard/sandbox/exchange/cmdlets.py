@@ -36,7 +36,15 @@ class Ctx:
         return name in self.params
 
 
-Handler = Callable[[Ctx], list[JSON]]
+@dataclass
+class Lazy:
+    """A long listing: the items, and how to render one.  Only the page that is sent gets rendered."""
+
+    items: list[Any]
+    render: Callable[[Any], JSON]
+
+
+Handler = Callable[[Ctx], "list[JSON] | Lazy"]
 
 
 @dataclass
@@ -59,7 +67,7 @@ def cmdlet(name: str, params: dict[str, Param], object_type: str = "Object",
     return deco
 
 
-def result_size(ctx: Ctx, items: list[JSON], default: int = 1000) -> list[JSON]:
+def result_size(ctx: Ctx, items: list[Any], default: int = 1000) -> list[Any]:
     """Apply -ResultSize (default 1000 with Exchange's warning, or Unlimited)."""
     raw = ctx.p("ResultSize")
     if isinstance(raw, str) and raw.lower() == "unlimited":

@@ -14,7 +14,7 @@ from ..http import HttpError, Request, Response
 from ..state import Tenant
 from ..tokens import Caller
 from . import batches, endpoints, moves, orgrel, recipients, store  # noqa: F401 - registers the cmdlets
-from .cmdlets import REGISTRY, Ctx
+from .cmdlets import REGISTRY, Ctx, Lazy
 from .errors import ACCESS_DENIED, COMMAND_NOT_FOUND, ODATA, CmdletError, exid
 from .params import bind
 from .wire import annotate
@@ -125,20 +125,22 @@ class InvokeCommand:
         store.reconcile_licenses(st)
         moves.advance_all(st, self.backend.sb.faults)
         ctx = Ctx(st, tenant, upn, params, self.backend.sb.faults, object_type=cmd.object_type)
-        rows = cmd.handler(ctx)
+        out = cmd.handler(ctx)
+        items: list[Any] = out.items if isinstance(out, Lazy) else out
+        size = self._page_size(req)
+        page_items = items[start:start + size] if cmd.name.startswith("Get-") else items
+        page = [out.render(x) for x in page_items] if isinstance(out, Lazy) else page_items
         select = req.q("$select")
         if select:
             wanted = {s.strip().lower() for s in select.split(",") if s.strip()}
-            rows = [{k: v for k, v in r.items() if k.lower() in wanted} for r in rows]
-        size = self._page_size(req)
-        page = rows[start:start + size] if cmd.name.startswith("Get-") else rows
+            page = [{k: v for k, v in r.items() if k.lower() in wanted} for r in page]
         base = f"{req.base_url}/adminapi/{version}/{tenant.id}"
         payload: dict[str, Any] = {"@odata.context": f"{base}/$metadata#Collection(Exchange.{cmd.object_type})"}
         if ctx.warnings:
             payload["adminapi.warnings@odata.type"] = "#Collection(String)"
             payload["@adminapi.warnings"] = [w if w.startswith("WARNING") else f"WARNING: {w}" for w in ctx.warnings]
         payload["value"] = [annotate(r) for r in page]
-        if cmd.name.startswith("Get-") and start + size < len(rows):
+        if cmd.name.startswith("Get-") and start + size < len(items):
             token = secrets.token_urlsafe(24)
             self.pages[token] = Page(tenant.id, body_hash, start + size, st.clock.now() + PAGE_EXPIRY_SECONDS)
             payload["@odata.nextLink"] = f"{base}/InvokeCommand?$skiptoken={token}"

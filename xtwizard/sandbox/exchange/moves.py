@@ -471,11 +471,16 @@ def error_summary(u: JSON) -> str | None:
     return f"{f['type']}: {f['message']}" if f else None
 
 
-def migration_user_out(target: Tenant, u: JSON, now: float) -> JSON:
+def user_status(u: JSON) -> tuple[str, str]:
+    """(Status, StatusSummary) of a migration user."""
     key = u["_phase"]
     if key == "failed" and u.get("_failedPhase") in ("completing", "synced"):
         key = "completionfailed" if u["_failedPhase"] == "completing" else "incrementalfailed"
-    status, summary = USER_STATUS[key]
+    return USER_STATUS[key]
+
+
+def migration_user_out(target: Tenant, u: JSON, now: float) -> JSON:
+    status, summary = user_status(u)
     tgt = recipients(target).get(u.get("_target") or "")
     batch = batches(target)[u["_batch"]]
     items = 0

@@ -7,7 +7,7 @@ import uuid
 from ..directory import iso as graph_iso
 from ..state import JSON, public
 from . import store
-from .cmdlets import Ctx, cmdlet, result_size
+from .cmdlets import Ctx, Lazy, cmdlet, result_size
 from .errors import (
     ALREADY_EXISTS,
     DEHYDRATED,
@@ -78,23 +78,23 @@ def get_accepted_domain(ctx: Ctx) -> list[JSON]:
     return out
 
 
-def _list(ctx: Ctx, types: tuple[str, ...], kind: str = "recipient") -> list[JSON]:
+def _list(ctx: Ctx, types: tuple[str, ...], kind: str = "recipient", archive_only: bool = False) -> Lazy:
     ident = ctx.p("Identity")
     wanted = ctx.p("RecipientTypeDetails")
     if wanted:
         types = tuple(t for t in types if t.lower() in (w.lower() for w in wanted))
     if ident:
-        return [recipient_out(ctx, store.resolve(ctx.tenant, ident, types), kind)]
-    items = [r for r in recipients(ctx.tenant).values() if r["RecipientTypeDetails"] in types]
-    return [recipient_out(ctx, r, kind) for r in result_size(ctx, items)]
+        items = [store.resolve(ctx.tenant, ident, types)]
+    else:
+        items = [r for r in recipients(ctx.tenant).values() if r["RecipientTypeDetails"] in types]
+    if archive_only:
+        items = [r for r in items if r.get("ArchiveGuid", ZERO_GUID) != ZERO_GUID]
+    return Lazy(items if ident else result_size(ctx, items), lambda r: recipient_out(ctx, r, kind))
 
 
 @cmdlet("Get-Mailbox", {"Identity": ID, "RecipientTypeDetails": L, "Archive": SW, **RESULT}, "Mailbox")
-def get_mailbox(ctx: Ctx) -> list[JSON]:
-    out = _list(ctx, MAILBOX_TYPES)
-    if ctx.p("Archive"):
-        out = [r for r in out if r["ArchiveGuid"] != ZERO_GUID]
-    return out
+def get_mailbox(ctx: Ctx) -> Lazy:
+    return _list(ctx, MAILBOX_TYPES, archive_only=bool(ctx.p("Archive")))
 
 
 @cmdlet("Set-Mailbox", {"Identity": req("identity"), "LitigationHoldEnabled": B, "RemoveDelayHoldApplied": SW,
@@ -172,7 +172,7 @@ def get_mailbox_folder_statistics(ctx: Ctx) -> list[JSON]:
 
 
 @cmdlet("Get-Recipient", {"Identity": ID, "RecipientTypeDetails": L, **RESULT}, "Recipient")
-def get_recipient(ctx: Ctx) -> list[JSON]:
+def get_recipient(ctx: Ctx) -> Lazy:
     return _list(ctx, (*MAILBOX_TYPES, "MailUser", *GROUP_TYPES))
 
 
@@ -231,7 +231,7 @@ def _no_change_warning(ctx: Ctx, before: JSON, after: JSON) -> None:
 
 # --- MailUsers -------------------------------------------------------------------------------------------
 @cmdlet("Get-MailUser", {"Identity": ID, **RESULT}, "MailUser")
-def get_mail_user(ctx: Ctx) -> list[JSON]:
+def get_mail_user(ctx: Ctx) -> Lazy:
     return _list(ctx, ("MailUser",))
 
 
@@ -389,7 +389,7 @@ def remove_mail_user(ctx: Ctx) -> list[JSON]:
 
 # --- distribution groups -----------------------------------------------------------------------------------
 @cmdlet("Get-DistributionGroup", {"Identity": ID, "RecipientTypeDetails": L, **RESULT}, "DistributionGroup")
-def get_distribution_group(ctx: Ctx) -> list[JSON]:
+def get_distribution_group(ctx: Ctx) -> Lazy:
     return _list(ctx, GROUP_TYPES)
 
 

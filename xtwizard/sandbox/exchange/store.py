@@ -344,10 +344,15 @@ def has_exchange_plan(t: Tenant, user: JSON) -> bool:
     return False
 
 
+_reconciled: weakref.WeakKeyDictionary[SandboxState, int] = weakref.WeakKeyDictionary()
+
+
 def reconcile_licenses(state: SandboxState) -> None:
     """What Exchange does when Entra licences change (reference §2.6, landscape §B.1 #8): an Exchange licence on
     a MailUser without an ExchangeGuid provisions a new, empty mailbox (which later collides with the move: 'already
     has a primary mailbox'); on a MailUser with an ExchangeGuid it scrubs SMTP proxies of non-accepted domains."""
+    if _reconciled.get(state) == state.changes:
+        return  # nothing was written since the last look (state.changes moves on every write)
     for t in state.tenants.values():
         users = t.col("users")
         touched = False
@@ -372,3 +377,4 @@ def reconcile_licenses(state: SandboxState) -> None:
         if touched:
             changed(t)
             state.touch()
+    _reconciled[state] = state.changes
