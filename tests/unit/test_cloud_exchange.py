@@ -112,13 +112,19 @@ def test_paging_re_posts_the_same_body_and_strips_annotations(sandbox):
     assert not any("@" in k for r in paged for k in r)
 
 
-def test_select_projects_the_output(sandbox):
+def test_select_projects_the_output_on_every_page(sandbox):
     async def go(policy):
-        return await exo(sandbox, policy, "source", SOURCE_ADMIN).invoke(
-            "Get-Mailbox", {"Identity": "alice@northwind.example"}, select=["ExchangeGuid", "PrimarySmtpAddress"])
+        x = exo(sandbox, policy, "source", SOURCE_ADMIN, page_size=4)
+        one = await x.invoke("Get-Mailbox", {"Identity": "alice@northwind.example"},
+                             select=["ExchangeGuid", "PrimarySmtpAddress"])
+        many = await x.invoke("Get-Mailbox", {"ResultSize": "Unlimited"}, select=["ExchangeGuid", "PrimarySmtpAddress"])
+        everything = await exo(sandbox, policy, "source", SOURCE_ADMIN).invoke("Get-Mailbox", {"ResultSize": "Unlimited"})
+        return one, many, everything
 
-    rows = run(go, sandbox)
-    assert len(rows) == 1 and set(rows[0]) == {"ExchangeGuid", "PrimarySmtpAddress"}
+    one, many, everything = run(go, sandbox)
+    assert len(one) == 1 and set(one[0]) == {"ExchangeGuid", "PrimarySmtpAddress"}
+    assert [r["ExchangeGuid"] for r in many] == [r["ExchangeGuid"] for r in everything]  # each page once
+    assert all(set(r) == {"ExchangeGuid", "PrimarySmtpAddress"} for r in many)
 
 
 def test_not_found_becomes_a_typed_error(sandbox):
@@ -498,3 +504,29 @@ def test_a_next_link_to_another_host_is_not_followed():
     import asyncio
     err = asyncio.run(go())
     assert err.code == "UntrustedLink" and seen == ["outlook.office365.com"]
+
+
+def test_the_same_next_link_twice_stops_paging():
+    same = "https://outlook.office365.com/adminapi/beta/t/InvokeCommand?$skiptoken=again"
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        return httpx.Response(200, json={"value": [{"Name": "a"}], "@odata.nextLink": same})
+
+    async def token_for(resource, *, force_refresh=False):
+        return "t"
+
+    async def go():
+        from xtwizard.cloud.endpoints import PUBLIC_CLOUD
+        policy = HttpPolicy(transport=httpx.MockTransport(handler), sleep=RecordedSleep())
+        try:
+            with pytest.raises(ExchangeError) as err:
+                await ExchangeClient(PUBLIC_CLOUD, policy, token_for, tenant="t", admin_upn="a@b").mailboxes()
+            return err.value
+        finally:
+            await policy.aclose()
+
+    import asyncio
+    err = asyncio.run(go())
+    assert err.code == "PagingLoop" and len(seen) == 2

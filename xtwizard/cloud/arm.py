@@ -191,6 +191,7 @@ class ArmClient:
     async def _list(self, path: str, route: str, api_version: str,
                     params: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
+        followed: set[str] = set()
         resp = await self._send("GET", path, route, api_version=api_version, params=params, ok=(200,))
         while True:
             data = json_or_none(resp)
@@ -201,6 +202,10 @@ class ArmClient:
             next_link = data.get("nextLink")
             if not next_link:
                 return items
+            if str(next_link) in followed:
+                raise ArmError(resp.status_code, "PagingLoop", "ARM sent the same next-page link twice; paging "
+                               "was stopped.", request_id_of(resp))
+            followed.add(str(next_link))
             resp = await self._send("GET", str(next_link), route, ok=(200,))
 
     async def wait_for_operation(self, resp: httpx.Response, route: str) -> httpx.Response:

@@ -30,7 +30,7 @@ from .service import ServiceError, TokenProvider, json_or_none, request_id_of, s
 log = logging.getLogger("xtwizard.cloud.exchange")
 
 CONCURRENCY_LIMIT_TEXT = "maximum number of concurrent requests per tenant"
-MAX_PAGES = 10_000  # a server that keeps answering nextLink forever must not keep us forever
+MAX_PAGES = 10_000  # with 1,000 rows a page: ten million objects, far beyond any tenant
 
 
 class ExchangeError(ServiceError):
@@ -367,6 +367,7 @@ class ExchangeClient:
                    "Prefer": f"odata.maxpagesize={self.page_size}", "X-ClientApplication": "xtwizard"}
         params = {"$select": ",".join(select)} if select else None
         result = CmdletResult()
+        followed: set[str] = set()
         url: str | None = self.url
         for _ in range(MAX_PAGES):
             if url is None:
@@ -393,7 +394,16 @@ class ExchangeClient:
                 raise ExchangeError(0, "", "", "Exchange sent a next-page link to another host; it was not "
                                     "followed (the admin's token would have gone with it).", result.warnings,
                                     cmdlet=cmdlet, code="UntrustedLink")
-            params = None  # the next link carries its own query; the body stays the same
+            # The next link carries its own query (httpx would replace it if given `params`) and the body stays
+            # the same; a projection the link dropped is merged back in, so that every page has the same shape.
+            params = None
+            if url is not None:
+                if url in followed:
+                    raise ExchangeError(0, "", "", "Exchange sent the same next-page link twice; paging was "
+                                        "stopped.", result.warnings, cmdlet=cmdlet, code="PagingLoop")
+                followed.add(url)
+                if select and "$select=" not in url:
+                    url = str(httpx.URL(url).copy_merge_params({"$select": ",".join(select)}))
         return result
 
     # --- organization ---------------------------------------------------------------------------------------

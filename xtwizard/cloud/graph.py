@@ -415,6 +415,7 @@ class GraphClient:
                     headers: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
         """Every item of a collection, following @odata.nextLink (which repeats the query itself)."""
         items: list[dict[str, Any]] = []
+        followed: set[str] = set()
         url: str | None = path
         query: Mapping[str, str] | None = params
         while url:
@@ -426,6 +427,11 @@ class GraphClient:
             items.extend(v for v in data.get("value") or [] if isinstance(v, dict))
             next_link = data.get("@odata.nextLink")
             url = str(next_link) if next_link else None
+            if url is not None:
+                if url in followed:
+                    raise GraphError(resp.status_code, "PagingLoop", "Graph sent the same next-page link twice; "
+                                     "paging was stopped.", request_id_of(resp))
+                followed.add(url)
             query = None
         return items
 
