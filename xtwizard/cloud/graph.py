@@ -354,7 +354,7 @@ def _sku(d: Mapping[str, Any]) -> SubscribedSku:
                          prepaid_enabled=int(prepaid.get("enabled") or 0), service_plans=_plans(d.get("servicePlans")))
 
 
-def quote(segment: str) -> str:
+def _segment(segment: str) -> str:
     """A path segment; `@` (UPNs) and `'` (key literals) stay readable, as Graph's own examples write them."""
     return _quote(segment, safe="@'")
 
@@ -461,12 +461,12 @@ class GraphClient:
         return _application(resp.json())
 
     async def get_application(self, object_id: str) -> Application:
-        return _application(await self._get(f"/applications/{quote(object_id)}", "/applications/{id}"))
+        return _application(await self._get(f"/applications/{_segment(object_id)}", "/applications/{id}"))
 
     async def get_application_by_app_id(self, app_id: str) -> Application | None:
         """The application with this appId in this tenant, or None."""
         try:
-            data = await self._get(f"/applications(appId={quote(_odata_literal(app_id))})",
+            data = await self._get(f"/applications(appId={_segment(_odata_literal(app_id))})",
                                    "/applications(appId='{appId}')")
         except GraphError as exc:
             if exc.status == 404:
@@ -476,7 +476,7 @@ class GraphClient:
 
     async def get_application_key_credentials(self, object_id: str) -> list[dict[str, Any]]:
         """keyCredentials with their `key` values, which Graph returns only when asked by $select (G5)."""
-        data = await self._get(f"/applications/{quote(object_id)}", "/applications/{id}",
+        data = await self._get(f"/applications/{_segment(object_id)}", "/applications/{id}",
                                params={"$select": "id,keyCredentials"})
         return [dict(k) for k in data.get("keyCredentials") or []]
 
@@ -495,11 +495,11 @@ class GraphClient:
 
     async def set_key_credentials(self, object_id: str, key_credentials: Sequence[Mapping[str, Any]]) -> None:
         """Replace the application's certificate credentials (PATCH replaces the whole collection, G5)."""
-        await self._send("PATCH", f"/applications/{quote(object_id)}", "/applications/{id}",
+        await self._send("PATCH", f"/applications/{_segment(object_id)}", "/applications/{id}",
                          json={"keyCredentials": [dict(k) for k in key_credentials]}, ok=(204, 200))
 
     async def update_application(self, object_id: str, changes: Mapping[str, Any]) -> None:
-        await self._send("PATCH", f"/applications/{quote(object_id)}", "/applications/{id}", json=dict(changes),
+        await self._send("PATCH", f"/applications/{_segment(object_id)}", "/applications/{id}", json=dict(changes),
                          ok=(204, 200))
 
     async def add_password(self, object_id: str, display_name: str, *, end_date_time: str | None = None) -> NewClientSecret:
@@ -507,7 +507,7 @@ class GraphClient:
         cred: dict[str, Any] = {"displayName": display_name}
         if end_date_time:
             cred["endDateTime"] = end_date_time
-        resp = await self._send("POST", f"/applications/{quote(object_id)}/addPassword",
+        resp = await self._send("POST", f"/applications/{_segment(object_id)}/addPassword",
                                 "/applications/{id}/addPassword", json={"passwordCredential": cred}, ok=(200, 201))
         d = resp.json()
         return NewClientSecret(key_id=_s(d.get("keyId")), display_name=_opt(d.get("displayName")),
@@ -515,11 +515,11 @@ class GraphClient:
                                end_date_time=_opt(d.get("endDateTime")), secret_text=_s(d.get("secretText")))
 
     async def remove_password(self, object_id: str, key_id: str) -> None:
-        await self._send("POST", f"/applications/{quote(object_id)}/removePassword",
+        await self._send("POST", f"/applications/{_segment(object_id)}/removePassword",
                          "/applications/{id}/removePassword", json={"keyId": key_id}, ok=(204, 200))
 
     async def delete_application(self, object_id: str) -> None:
-        await self._send("DELETE", f"/applications/{quote(object_id)}", "/applications/{id}", ok=(204, 200))
+        await self._send("DELETE", f"/applications/{_segment(object_id)}", "/applications/{id}", ok=(204, 200))
 
     # --- G6–G9 service principals ---------------------------------------------------------------------------
     async def create_service_principal(self, app_id: str) -> ServicePrincipal:
@@ -528,13 +528,13 @@ class GraphClient:
         return _service_principal(resp.json())
 
     async def get_service_principal(self, object_id: str) -> ServicePrincipal:
-        return _service_principal(await self._get(f"/servicePrincipals/{quote(object_id)}",
+        return _service_principal(await self._get(f"/servicePrincipals/{_segment(object_id)}",
                                                   "/servicePrincipals/{id}"))
 
     async def get_service_principal_by_app_id(self, app_id: str) -> ServicePrincipal | None:
         """The tenant's service principal of an app (G7), or None when the app has none here."""
         try:
-            data = await self._get(f"/servicePrincipals(appId={quote(_odata_literal(app_id))})",
+            data = await self._get(f"/servicePrincipals(appId={_segment(_odata_literal(app_id))})",
                                    "/servicePrincipals(appId='{appId}')")
         except GraphError as exc:
             if exc.status == 404:
@@ -547,18 +547,18 @@ class GraphClient:
         return [_service_principal(i) for i in await self._list("/servicePrincipals", "/servicePrincipals", params)]
 
     async def delete_service_principal(self, object_id: str) -> None:
-        await self._send("DELETE", f"/servicePrincipals/{quote(object_id)}", "/servicePrincipals/{id}",
+        await self._send("DELETE", f"/servicePrincipals/{_segment(object_id)}", "/servicePrincipals/{id}",
                          ok=(204, 200))
 
     async def app_role_assigned_to(self, resource_sp_id: str) -> list[AppRoleAssignment]:
         """Who holds roles of this resource (e.g. who has Mailbox.Migration on Exchange's SP)."""
-        items = await self._list(f"/servicePrincipals/{quote(resource_sp_id)}/appRoleAssignedTo",
+        items = await self._list(f"/servicePrincipals/{_segment(resource_sp_id)}/appRoleAssignedTo",
                                  "/servicePrincipals/{id}/appRoleAssignedTo")
         return [_assignment(i) for i in items]
 
     async def grant_app_role(self, resource_sp_id: str, principal_id: str, app_role_id: str) -> AppRoleAssignment:
         """Admin consent to an application permission by API (G8)."""
-        resp = await self._send("POST", f"/servicePrincipals/{quote(resource_sp_id)}/appRoleAssignedTo",
+        resp = await self._send("POST", f"/servicePrincipals/{_segment(resource_sp_id)}/appRoleAssignedTo",
                                 "/servicePrincipals/{id}/appRoleAssignedTo",
                                 json={"principalId": principal_id, "resourceId": resource_sp_id,
                                       "appRoleId": app_role_id}, ok=(201, 200))
@@ -566,12 +566,12 @@ class GraphClient:
 
     async def revoke_app_role(self, resource_sp_id: str, assignment_id: str) -> None:
         await self._send("DELETE",
-                         f"/servicePrincipals/{quote(resource_sp_id)}/appRoleAssignedTo/{quote(assignment_id)}",
+                         f"/servicePrincipals/{_segment(resource_sp_id)}/appRoleAssignedTo/{_segment(assignment_id)}",
                          "/servicePrincipals/{id}/appRoleAssignedTo/{assignmentId}", ok=(204, 200))
 
     async def app_role_assignments(self, principal_sp_id: str) -> list[AppRoleAssignment]:
         """The roles this service principal holds on other resources (G9: verify consent)."""
-        items = await self._list(f"/servicePrincipals/{quote(principal_sp_id)}/appRoleAssignments",
+        items = await self._list(f"/servicePrincipals/{_segment(principal_sp_id)}/appRoleAssignments",
                                  "/servicePrincipals/{id}/appRoleAssignments")
         return [_assignment(i) for i in items]
 
@@ -584,7 +584,7 @@ class GraphClient:
         return [g for g in groups if g.is_mail_enabled_security]
 
     async def get_group(self, object_id: str) -> Group:
-        return _group(await self._get(f"/groups/{quote(object_id)}", "/groups/{id}"))
+        return _group(await self._get(f"/groups/{_segment(object_id)}", "/groups/{id}"))
 
     async def group_members(self, object_id: str, *, transitive: bool = False,
                             page_size: int | None = None) -> list[DirectoryMember]:
@@ -593,7 +593,7 @@ class GraphClient:
         params = {"$select": "id,displayName,userPrincipalName,mail"}
         if page_size:
             params["$top"] = str(page_size)
-        items = await self._list(f"/groups/{quote(object_id)}/{segment}", f"/groups/{{id}}/{segment}", params)
+        items = await self._list(f"/groups/{_segment(object_id)}/{segment}", f"/groups/{{id}}/{segment}", params)
         return [_member(i) for i in items]
 
     # --- G12–G13 licenses and users ---------------------------------------------------------------------------
@@ -602,7 +602,7 @@ class GraphClient:
 
     async def get_user(self, id_or_upn: str, *, select: Sequence[str] | None = None) -> User:
         params = {"$select": ",".join(select)} if select else None
-        return _user(await self._get(f"/users/{quote(id_or_upn)}", "/users/{id}", params))
+        return _user(await self._get(f"/users/{_segment(id_or_upn)}", "/users/{id}", params))
 
     async def list_users(self, *, odata_filter: str | None = None, select: Sequence[str] | None = None,
                          page_size: int | None = None) -> list[User]:
@@ -616,7 +616,7 @@ class GraphClient:
         return [_user(i) for i in await self._list("/users", "/users", params or None)]
 
     async def license_details(self, id_or_upn: str) -> list[LicenseDetail]:
-        items = await self._list(f"/users/{quote(id_or_upn)}/licenseDetails", "/users/{id}/licenseDetails")
+        items = await self._list(f"/users/{_segment(id_or_upn)}/licenseDetails", "/users/{id}/licenseDetails")
         return [LicenseDetail(_s(i.get("id")), _s(i.get("skuId")), _s(i.get("skuPartNumber")),
                               _plans(i.get("servicePlans"))) for i in items]
 
@@ -626,7 +626,7 @@ class GraphClient:
         plans = disabled_plans or {}
         body = {"addLicenses": [{"skuId": s, "disabledPlans": list(plans.get(s, []))} for s in add],
                 "removeLicenses": list(remove)}
-        resp = await self._send("POST", f"/users/{quote(id_or_upn)}/assignLicense", "/users/{id}/assignLicense",
+        resp = await self._send("POST", f"/users/{_segment(id_or_upn)}/assignLicense", "/users/{id}/assignLicense",
                                 json=body, ok=(200,))
         return _user(resp.json())
 
