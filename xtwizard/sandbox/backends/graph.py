@@ -714,8 +714,10 @@ class GraphBackend(Backend):
 
     def collection(self, ctx: Ctx, items: list[JSON], etype: EntityType, context: str, *,
                    render: Callable[[JSON, list[str] | None], JSON], filterable: bool = True,
-                   default_top: int = 100) -> Response:
-        """A paged list: $filter, $orderby, $select, $top, $skiptoken, $count; `render` shapes each item."""
+                   default_top: int = 100, view: Callable[[JSON], Mapping[str, Any]] | None = None) -> Response:
+        """A paged list: $filter, $orderby, $select, $top, $skiptoken, $count; `render` shapes each item.
+
+        `view` is a cheap read-only look at every property for filtering and sorting (default: a full render)."""
         req = ctx.req
         eventual = (req.headers.get("ConsistencyLevel") or "").lower() == "eventual"
         advanced = eventual and ((self._q(ctx, "count") or "").lower() == "true" or ctx.count_only)
@@ -723,6 +725,7 @@ class GraphBackend(Backend):
             raise self.error(400, "Request_BadRequest", "$count is not currently supported.")
         count_raw = self._q(ctx, "count")
         every = sorted(etype.properties)  # filters and sorting see every property, not the default selection
+        look: Callable[[JSON], Mapping[str, Any]] = view or (lambda i: render(i, every))
         try:
             if count_raw is not None and count_raw.lower() not in ("true", "false"):
                 raise ODataError("BadRequest", f"Invalid value '{count_raw}' for $count query option found. Valid "
@@ -737,16 +740,15 @@ class GraphBackend(Backend):
                 if not filterable:
                     raise ODataError("Request_UnsupportedQuery", "Unsupported Query.")
                 flt = parse_filter(ftext, etype, advanced=advanced)
-                shown = [render(i, every) for i in items]
-                items = [i for i, s in zip(items, shown, strict=True) if flt(s)]
+                items = [i for i in items if flt(look(i))]
             search = self._q(ctx, "search")
             if search is not None:
                 if not filterable:
                     raise ODataError("Request_UnsupportedQuery", "Unsupported Query.")
                 found = parse_search(search, etype)
-                items = [i for i in items if found(render(i, every))]
+                items = [i for i in items if found(look(i))]
             if order is not None:
-                keyed = sort_items([{**render(i, every), "\x00src": i} for i in items], order)
+                keyed = sort_items([{**look(i), "\x00src": i} for i in items], order)
                 items = [k["\x00src"] for k in keyed]
             fp = query_fingerprint(req.path, [ftext or "", self._q(ctx, "orderby") or "",
                                                 self._q(ctx, "search") or ""])
@@ -998,7 +1000,8 @@ class GraphBackend(Backend):
         apps = self._visible(ctx.tenant.col("applications").values())
         if self._owned_only(ctx):
             apps = [a for a in apps if self._owns(ctx, a)]
-        return self.collection(ctx, apps, APPLICATION, "applications", render=self.render_app)
+        return self.collection(ctx, apps, APPLICATION, "applications", render=self.render_app,
+                               view=lambda o: {**APP_DEFAULTS, **o})
 
     def get_application(self, ctx: Ctx, key: str) -> Response:
         self.authorize(ctx, "applications.read")
@@ -1257,7 +1260,8 @@ class GraphBackend(Backend):
     def list_service_principals(self, ctx: Ctx) -> Response:
         self.authorize(ctx, "applications.read")
         sps = self._visible(ctx.tenant.col("servicePrincipals").values())
-        return self.collection(ctx, sps, SERVICE_PRINCIPAL, "servicePrincipals", render=self.render_sp)
+        return self.collection(ctx, sps, SERVICE_PRINCIPAL, "servicePrincipals", render=self.render_sp,
+                               view=lambda o: {**SP_DEFAULTS, **o})
 
     def get_service_principal(self, ctx: Ctx, key: str) -> Response:
         self.authorize(ctx, "applications.read")
@@ -1396,7 +1400,8 @@ class GraphBackend(Backend):
     def list_groups(self, ctx: Ctx) -> Response:
         self.authorize(ctx, "groups.read")
         groups = self._visible(ctx.tenant.col("groups").values())
-        return self.collection(ctx, groups, GROUP, "groups", render=self.render_group)
+        return self.collection(ctx, groups, GROUP, "groups", render=self.render_group,
+                               view=lambda o: {**GROUP_DEFAULTS, **o})
 
     def get_group(self, ctx: Ctx, gid: str) -> Response:
         self.authorize(ctx, "groups.read")
@@ -1544,7 +1549,8 @@ class GraphBackend(Backend):
     def list_users(self, ctx: Ctx) -> Response:
         self.authorize(ctx, "users.read")
         users = self._visible(ctx.tenant.col("users").values())
-        return self.collection(ctx, users, USER, "users", render=self.render_user)
+        return self.collection(ctx, users, USER, "users", render=self.render_user,
+                               view=lambda o: {**USER_DEFAULTS, **o})
 
     def get_user(self, ctx: Ctx, uid: str) -> Response:
         user = self.user_by_ref(ctx, uid)
