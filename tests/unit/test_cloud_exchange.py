@@ -530,3 +530,26 @@ def test_the_same_next_link_twice_stops_paging():
     import asyncio
     err = asyncio.run(go())
     assert err.code == "PagingLoop" and len(seen) == 2
+
+
+def test_a_dropped_connection_is_resent_for_get_cmdlets_only(sandbox):
+    from xtwizard.cloud.http import NetworkUnavailable
+
+    fault(sandbox, kind="drop", service="exchange", count=1)
+
+    async def read(policy):
+        return await exo(sandbox, policy).accepted_domains()
+
+    assert run(read, sandbox)  # resent after the drop
+    fault(sandbox, kind="drop", service="exchange", count=1)
+
+    async def write(policy):
+        with pytest.raises(NetworkUnavailable) as err:
+            await exo(sandbox, policy).new_mail_user("Dropped", external_email_address="d@northwind.example",
+                                                     microsoft_online_services_id="d@fabrikam.example")
+        return err.value
+
+    err = run(write, sandbox)
+    assert err.service == "exchange" and "New-MailUser" in err.route
+    # The cmdlet may or may not have run: it was not sent a second time.
+    assert sum(1 for r in request_log(sandbox, "exchange") if r["method"] == "POST") == 3
