@@ -1098,3 +1098,24 @@ def test_owners_may_manage_their_app_without_an_admin_role(src: Graph, helpdesk:
     assert src.delete(f"/applications/{app['id']}/owners/{me['id']}/$ref").status_code == 204
     graph_error(helpdesk.patch(f"/applications/{app['id']}", {"notes": "x"}), 403)
     graph_error(src.delete(f"/applications/{app['id']}/owners/{me['id']}/$ref"), 404)
+
+
+def test_large_scope_group_pages_at_999(src: Graph, sandbox: Sandbox) -> None:
+    tenant = sandbox.state.tenant("source")
+    assert tenant is not None
+    wave = next(g for g in tenant.col("groups").values() if g["displayName"] == "Migration Wave 1")
+    eventual = {"ConsistencyLevel": "eventual"}
+    before = int(src.get(f"/groups/{wave['id']}/transitiveMembers/$count", headers=eventual).text)
+    for i in range(2500):
+        uid = str(uuid.UUID(int=i + 1))
+        tenant.col("users")[uid] = {"id": uid, "userPrincipalName": f"bulk{i}@northwind.example",
+                                    "displayName": f"Bulk {i}", "mail": f"bulk{i}@northwind.example",
+                                    "usageLocation": "US", "assignedLicenses": [], "_roles": []}
+        wave["_members"].append(uid)
+    total = before + 2500
+    members, pages = src.all_pages(f"/groups/{wave['id']}/transitiveMembers?$top=999&$select=id,mail")
+    assert pages == -(-total // 999) and len(members) == len({m["id"] for m in members}) == total
+    count = src.get(f"/groups/{wave['id']}/transitiveMembers/$count", headers=eventual)
+    assert count.text == str(total)
+    bulk = src.all_pages("/users?$filter=startswith(mail,'bulk1')&$select=id&$top=999")[0]
+    assert len(bulk) == 1111  # bulk1, bulk10-19, bulk100-199, bulk1000-1999
