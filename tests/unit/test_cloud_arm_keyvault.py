@@ -123,6 +123,8 @@ def test_role_assignment_is_idempotent(sandbox):
         first = await a.assign_role(scope, reader.id, exadmin.id)
         second = await a.assign_role(scope, reader.id, exadmin.id)
         listed = await a.role_assignments(scope, principal_id=exadmin.id)
+        effective = await a.role_assignments(f"/subscriptions/{SUBSCRIPTION}", assigned_to=exadmin.id)
+        assert first is not None and first.id in {x.id for x in effective}
         await a.delete_role_assignment(first.id)
         # The same grant made earlier under another name (by the portal, say) is fine too.
         other = await a._send("PUT", f"{scope}/providers/Microsoft.Authorization/roleAssignments/"

@@ -399,8 +399,15 @@ class ArmClient:
             raise
         return _assignment(resp.json())
 
-    async def role_assignments(self, scope: str, *, principal_id: str | None = None) -> list[RoleAssignment]:
-        params = {"$filter": f"principalId eq '{principal_id}'"} if principal_id else None
+    async def role_assignments(self, scope: str, *, principal_id: str | None = None,
+                               assigned_to: str | None = None) -> list[RoleAssignment]:
+        """Assignments at, above and below `scope`.  `principal_id` matches direct assignments only;
+        `assigned_to` also finds those the principal holds through its groups (ARM's assignedTo())."""
+        params = None
+        if assigned_to:
+            params = {"$filter": f"assignedTo('{assigned_to}')"}
+        elif principal_id:
+            params = {"$filter": f"principalId eq '{principal_id}'"}
         rows = await self._list(f"{scope.rstrip('/')}/providers/Microsoft.Authorization/roleAssignments",
                                 "{scope}/providers/Microsoft.Authorization/roleAssignments", API_AUTHORIZATION,
                                 params=params)
