@@ -134,3 +134,20 @@ def test_retry_after_forms(value, expected):
 
 def test_retry_after_http_date():
     assert retry_after_seconds("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == 10.0
+
+
+def test_a_create_that_met_a_gateway_error_is_not_sent_twice(sandbox, http):
+    _fault(sandbox, http, kind="error", service="graph", status=502, count=1)
+    sleep = RecordedSleep()
+    ep = sandbox_endpoints(sandbox.info)
+
+    async def go():
+        policy = HttpPolicy.for_ca_bundle(ep.ca_bundle, sleep=sleep)
+        try:
+            return await policy.send("POST", ep.graph_url + "/applications", service="graph", route="/applications",
+                                     json={"displayName": "x"})
+        finally:
+            await policy.aclose()
+
+    assert _run(go()).status_code == 502
+    assert sleep.waits == [] and len(_graph_requests(sandbox, http)) == 1

@@ -37,6 +37,7 @@ def harden_logging() -> None:
 
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+SAFE_TO_RESEND = frozenset({429, 503})
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
 
@@ -156,7 +157,10 @@ class HttpPolicy:
                 request_id = resp.headers.get("request-id") or resp.headers.get("x-ms-request-id") or ""
                 log.info("%s %s %s -> %d in %.0f ms request-id=%s (attempt %d)", service, method, route,
                          resp.status_code, elapsed, request_id, attempt)
-                transient = resp.status_code in self.retry.statuses or (retryable is not None and retryable(resp))
+                # A POST/PATCH that met a gateway error (500/502/504) may have been carried out: only answers
+                # that say "nothing was done, come back later" (429, 503) are safe to resend.
+                statuses = self.retry.statuses if may_resend else self.retry.statuses & SAFE_TO_RESEND
+                transient = resp.status_code in statuses or (retryable is not None and retryable(resp))
                 if not transient or attempt >= self.retry.max_attempts:
                     return resp
                 wait = retry_after_seconds(resp.headers.get("Retry-After"))

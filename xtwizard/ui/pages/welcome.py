@@ -19,12 +19,12 @@ class WelcomePage(BasePage):
         super().__init__(ctx, "Move mailboxes to another Microsoft 365 tenant",
                          "xtwizard sets up Microsoft's cross-tenant mailbox migration step by step. Every change is "
                          "shown to you before it is made, and recorded so that you can stop and come back.")
-        self.new = QRadioButton("Start a &new migration project")
+        self.new = QRadioButton("Start a ne&w migration project")
         self.new.setAccessibleName("Start a new migration project")
         self.name = QLineEdit()
         self.name.setPlaceholderText("For example: Northwind to Fabrikam")
         self.name.setAccessibleName("Project name")
-        name_label = QLabel("Project &name:")
+        name_label = QLabel("Project na&me:")
         name_label.setBuddy(self.name)
         self.resume = QRadioButton("&Resume a project")
         self.resume.setAccessibleName("Resume a project")
