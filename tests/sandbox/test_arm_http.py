@@ -321,3 +321,22 @@ def test_demo_scenario_admin_owns_the_target_subscription(sandbox: Sandbox, http
     subs = http.get(f"{sandbox.urls['arm']}/subscriptions?api-version={API}", headers=bearer(token)).json()["value"]
     assert subs and {s["subscriptionId"] for s in subs} <= set(target.col("arm.subscriptions"))
     assert all(s["tenantId"] == target.id for s in subs)
+
+
+def test_new_service_principal_needs_principal_type_during_replication(azure: Sandbox, client: httpx.Client) -> None:
+    """What the wizard meets right after creating its app: Azure advises setting principalType."""
+    t = azure.state.tenant("target")
+    assert t is not None
+    azure.state.settings["replication_delay_seconds"] = 60
+    sp_id = str(uuid.uuid4())
+    t.col("servicePrincipals")[sp_id] = azure.state.stamp({"id": sp_id, "appId": str(uuid.uuid4()),
+                                                            "displayName": "xtwizard migration app"})
+    role = f"/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/{AZURE_ROLES['Reader']}"
+    target = url(azure, f"/subscriptions/{SUB}/providers/Microsoft.Authorization/roleAssignments/{uuid.uuid4()}",
+                 AUTHZ_API)
+    r = client.put(target, headers=arm_headers(azure), json={"properties": {"roleDefinitionId": role,
+                                                                           "principalId": sp_id}})
+    assert r.status_code == 400 and err(r)["code"] == "PrincipalNotFound"
+    r = client.put(target, headers=arm_headers(azure), json={"properties": {
+        "roleDefinitionId": role, "principalId": sp_id, "principalType": "ServicePrincipal"}})
+    assert r.status_code == 201 and r.json()["properties"]["principalType"] == "ServicePrincipal"

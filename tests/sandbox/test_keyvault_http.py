@@ -297,3 +297,19 @@ def test_private_keys_are_never_saved_and_a_restart_says_so(tmp_path: Path) -> N
         assert c.get(vurl(again, "kv-restart", "/certificates/kept"), headers=kv_headers(again)).status_code == 200
         r = c.get(vurl(again, "kv-restart", "/secrets/kept"), headers=kv_headers(again))
         assert r.status_code == 404 and "keeps private keys only in memory" in err(r)["message"]
+
+
+def test_app_only_token_of_a_service_principal_is_authorized_by_rbac(azure: Sandbox, client: httpx.Client,
+                                                                      vault: str) -> None:
+    from tests.sandbox.support import app_token
+
+    issue(azure, client, vault, "for-app")
+    tenant = azure.state.tenant("target")
+    assert tenant is not None
+    exo_sp = resource_service_principal(tenant, "https://outlook.office365.com")
+    token = app_token(azure, "target", exo_sp["appId"], exo_sp["id"], [], resource=VAULT)
+    refused = client.get(vurl(azure, vault, "/secrets/for-app"), headers=bearer(token))
+    assert refused.status_code == 403 and f"oid={exo_sp['id']}" in err(refused)["message"]
+    grant(azure, client, vault_id(vault), AZURE_ROLES["Key Vault Secrets User"], exo_sp["id"]).raise_for_status()
+    assert client.get(vurl(azure, vault, "/secrets/for-app"), headers=bearer(token)).status_code == 200
+    assert can_read_certificate(azure.state, vault, exo_sp["id"]) is False  # secrets only, no certificate read
