@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import Any
 
 from PySide6.QtCore import QtMsgType, qInstallMessageHandler
 from PySide6.QtWidgets import QApplication
@@ -26,7 +26,6 @@ from .runner import AsyncRunner
 from .wizard import MigrationWizard
 
 log = logging.getLogger("xtwizard")
-_crash_file: IO[str] | None = None
 
 
 def default_dirs(demo: bool) -> tuple[Path, Path]:
@@ -39,7 +38,6 @@ def default_dirs(demo: bool) -> tuple[Path, Path]:
 
 def setup_logging(log_dir: Path, level: int = logging.INFO) -> Callable[[], None]:
     """Install logging and the crash hooks; returns a function that undoes them (for tests)."""
-    global _crash_file
     log_dir.mkdir(parents=True, exist_ok=True)
     handler = logging.handlers.RotatingFileHandler(log_dir / "xtwizard.log", maxBytes=2_000_000, backupCount=5,
                                                    encoding="utf-8")
@@ -68,9 +66,8 @@ def setup_logging(log_dir: Path, level: int = logging.INFO) -> Callable[[], None
         logging.getLogger("xtwizard.qt").log(levels.get(mode, logging.WARNING), "%s", message)
 
     old_qt = qInstallMessageHandler(qt_handler)
-    if _crash_file is None:
-        _crash_file = open(log_dir / "crash.log", "a", encoding="utf-8")  # open until exit: faulthandler writes here
-        faulthandler.enable(_crash_file)
+    crash = open(log_dir / "crash.log", "a", encoding="utf-8")  # open until undo/exit: faulthandler writes here
+    faulthandler.enable(crash)
 
     def undo() -> None:
         sys.excepthook, threading.excepthook, level_before = old_hooks
@@ -78,6 +75,8 @@ def setup_logging(log_dir: Path, level: int = logging.INFO) -> Callable[[], None
         root.setLevel(level_before)
         handler.close()
         qInstallMessageHandler(old_qt)
+        faulthandler.disable()
+        crash.close()
 
     return undo
 
