@@ -340,3 +340,32 @@ def test_new_service_principal_needs_principal_type_during_replication(azure: Sa
     r = client.put(target, headers=arm_headers(azure), json={"properties": {
         "roleDefinitionId": role, "principalId": sp_id, "principalType": "ServicePrincipal"}})
     assert r.status_code == 201 and r.json()["properties"]["principalType"] == "ServicePrincipal"
+
+
+def test_deleting_a_group_keeps_assignments_of_a_similarly_named_group(azure: Sandbox, client: httpx.Client) -> None:
+    h = arm_headers(azure)
+    for rg in ("rg-a", "rg-ab"):
+        client.put(url(azure, f"/subscriptions/{SUB}/resourcegroups/{rg}"), headers=h,
+                   json={"location": "eastus"}).raise_for_status()
+        grant(azure, client, f"/subscriptions/{SUB}/resourceGroups/{rg}", AZURE_ROLES["Reader"],
+              oid(azure, NOBODY)).raise_for_status()
+    location = client.delete(url(azure, f"/subscriptions/{SUB}/resourcegroups/rg-a"), headers=h).headers["Location"]
+    assert client.get(location, headers=h).status_code == 202
+    assert client.get(location, headers=h).status_code == 200
+    nobody = arm_headers(azure, NOBODY)
+    assert client.get(url(azure, f"/subscriptions/{SUB}/resourcegroups/rg-ab"), headers=nobody).status_code == 200
+    assert [g["name"] for g in client.get(url(azure, f"/subscriptions/{SUB}/resourcegroups"),
+                                          headers=nobody).json()["value"]] == ["rg-ab"]
+
+
+def test_role_definitions_at_the_tenant_root_need_no_assignment(azure: Sandbox, client: httpx.Client) -> None:
+    r = client.get(url(azure, "/providers/Microsoft.Authorization/roleDefinitions", AUTHZ_API)
+                   + "&$filter=roleName eq 'Key Vault Secrets User'", headers=arm_headers(azure, NOBODY))
+    assert r.status_code == 200
+    [definition] = r.json()["value"]
+    assert definition["id"] == f"/providers/Microsoft.Authorization/roleDefinitions/{AZURE_ROLES['Key Vault Secrets User']}"
+    assert definition["properties"]["permissions"][0]["dataActions"] == [
+        "Microsoft.KeyVault/vaults/secrets/getSecret/action", "Microsoft.KeyVault/vaults/secrets/readMetadata/action"]
+    sub_scope = client.get(url(azure, f"/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions",
+                               AUTHZ_API), headers=arm_headers(azure, NOBODY))
+    assert sub_scope.status_code == 403

@@ -348,9 +348,10 @@ class ArmBackend(Backend):
                 if str(v["id"]).lower().startswith(rg_key + "/"):
                     self._soft_delete(tenant, name)
             tenant.col("arm.resourceGroups").pop(rg_key, None)
-            for rid in [k for k in tenant.col("arm.roleAssignments") if
-                        str(tenant.col("arm.roleAssignments")[k]["properties"]["scope"]).lower().startswith(rg_key)]:
-                del tenant.col("arm.roleAssignments")[rid]
+            ras = tenant.col("arm.roleAssignments")
+            for rid in [k for k, a in ras.items() if str(a["properties"]["scope"]).lower() == rg_key
+                        or str(a["properties"]["scope"]).lower().startswith(rg_key + "/")]:
+                del ras[rid]
         elif op["kind"] == "vaultPurge":
             self._purge_now(tenant, str(op["target"]))
         self.sb.state.touch()
@@ -913,7 +914,8 @@ class ArmBackend(Backend):
 
     def list_role_definitions(self, req: Request, caller: Caller, scope: str = "") -> Response:
         tenant, canonical = self._scope(caller, scope)
-        self._authorize(tenant, caller, canonical or "/", "Microsoft.Authorization/roleDefinitions/read")
+        if canonical:  # built-in definitions at the tenant root are readable by every signed-in caller
+            self._authorize(tenant, caller, canonical, "Microsoft.Authorization/roleDefinitions/read")
         rows = all_role_definitions(canonical)
         flt = req.q("$filter")
         if flt:
@@ -929,7 +931,8 @@ class ArmBackend(Backend):
 
     def get_role_definition(self, req: Request, caller: Caller, guid: str, scope: str = "") -> Response:
         tenant, canonical = self._scope(caller, scope)
-        self._authorize(tenant, caller, canonical or "/", "Microsoft.Authorization/roleDefinitions/read")
+        if canonical:
+            self._authorize(tenant, caller, canonical, "Microsoft.Authorization/roleDefinitions/read")
         definition = role_definition(canonical, guid) if is_guid(guid) else None
         if definition is None:
             raise self.error(404, "RoleDefinitionDoesNotExist", f"The specified role definition with ID '{guid}' "
