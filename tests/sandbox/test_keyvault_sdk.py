@@ -176,3 +176,49 @@ def test_concurrent_clients_do_not_break_the_vault(azure: Sandbox, client: httpx
     assert errors == []
     advance(client, azure, 10)
     assert sorted(p.name or "" for p in kc.list_properties_of_certificates()) == [f"c{i}" for i in range(6)]
+
+
+def test_app_signed_in_by_the_identity_platform_works_once_granted(azure: Sandbox, client: httpx.Client,
+                                                                   rbac_vault: str) -> None:
+    """End to end: a client-secret credential of a target-tenant app gets real tokens from the sandbox's
+    identity platform; ARM and the vault authorize its service principal by role assignments only."""
+    import uuid
+
+    from azure.identity import ClientSecretCredential
+
+    from xtwizard.sandbox.directory import ensure_service_principal, iso
+    from xtwizard.sandbox.tokens import sha256_hex
+
+    tenant = azure.state.tenant("target")
+    assert tenant is not None
+    secret = "sandbox-test-secret-" + uuid.uuid4().hex
+    key_id = str(uuid.uuid4())
+    with azure.state.lock:
+        app = {"id": str(uuid.uuid4()), "appId": str(uuid.uuid4()), "displayName": "xtwizard automation",
+               "signInAudience": "AzureADMyOrg", "requiredResourceAccess": [], "keyCredentials": [],
+               "passwordCredentials": [{"keyId": key_id, "displayName": "test",
+                                        "endDateTime": iso(azure.clock.now() + 86400), "hint": secret[:3]}],
+               "_secretHashes": {key_id: sha256_hex(secret)}}
+        tenant.col("applications")[app["id"]] = app
+        sp, _ = ensure_service_principal(azure.state, tenant, tenant, app)
+    credential = ClientSecretCredential(tenant.id, app["appId"], secret, authority=azure.urls["login"],
+                                        connection_verify=azure.ca_path, disable_instance_discovery=True)
+    arm_token = credential.get_token("https://management.azure.com/.default").token
+    listed = client.get(f"{azure.urls['arm']}/subscriptions?api-version=2022-12-01",
+                        headers={"Authorization": f"Bearer {arm_token}"})
+    assert listed.status_code == 200 and listed.json()["value"] == []
+
+    kc = CertificateClient(vault_url=f"{azure.urls['vault']}/{rbac_vault}", credential=credential,
+                           verify_challenge_resource=False, connection_verify=azure.ca_path)
+    with pytest.raises(HttpResponseError) as refused:
+        kc.begin_create_certificate("app-cert", CertificatePolicy.get_default())
+    assert refused.value.status_code == 403 and f"oid={sp['id']}" in str(refused.value.message)
+
+    grant(azure, client, f"/subscriptions/{helpers.SUB}", AZURE_ROLES["Reader"], sp["id"]).raise_for_status()
+    grant(azure, client, vault_id(rbac_vault), AZURE_ROLES["Key Vault Certificates Officer"], sp["id"]
+          ).raise_for_status()
+    listed = client.get(f"{azure.urls['arm']}/subscriptions?api-version=2022-12-01",
+                        headers={"Authorization": f"Bearer {arm_token}"})
+    assert [s["subscriptionId"] for s in listed.json()["value"]] == [helpers.SUB]
+    cert = create_and_wait(azure, client, kc, "app-cert", CertificatePolicy.get_default())
+    assert cert.cer
