@@ -45,6 +45,17 @@ class MemoryKeyring(KeyringBackend):
         del self.items[(service, username)]
 
 
+def new_wizard(app_ctx, qtbot):
+    """Another window on the same data (as after closing and reopening xtwizard)."""
+    w = new_wizard(app_ctx, qtbot)
+    return w
+
+
+def resume_first(w, qtbot):
+    w.welcome.resume.setChecked(True)
+    qtbot.mouseClick(w.button(QWizard.WizardButton.NextButton), Qt.MouseButton.LeftButton)
+
+
 def test_device_code_sign_in_from_the_page(wizard, qtbot, sandbox):
     start_project(wizard, qtbot)
     page = wizard.target
@@ -62,9 +73,7 @@ def test_device_code_sign_in_from_the_page(wizard, qtbot, sandbox):
 
 def test_revoked_saved_sign_in_asks_to_sign_in_again(app_ctx, qtbot, user, sandbox):
     app_ctx.keyring_backend = MemoryKeyring()
-    w = MigrationWizard(app_ctx)
-    qtbot.addWidget(w)
-    w.show()
+    w = new_wizard(app_ctx, qtbot)
     start_project(w, qtbot, "Revoked")
     sign_in(w, w.target, qtbot, user, TARGET_ADMIN)
     pid = app_ctx.workspace.project.id
@@ -72,13 +81,10 @@ def test_revoked_saved_sign_in_asks_to_sign_in_again(app_ctx, qtbot, user, sandb
     with sandbox.state.lock:
         revoke_user_sessions(sandbox.state, t, t.user(TARGET_ADMIN)["id"])
     # the technician comes back a week later: a new window, Resume
-    w2 = MigrationWizard(app_ctx)
-    qtbot.addWidget(w2)
-    w2.show()
-    w2.welcome.resume.setChecked(True)
+    w2 = new_wizard(app_ctx, qtbot)
     items = [w2.welcome.list.item(i) for i in range(w2.welcome.list.count())]
     assert any(i.data(Qt.ItemDataRole.UserRole) == pid for i in items)
-    qtbot.mouseClick(w2.button(QWizard.WizardButton.NextButton), Qt.MouseButton.LeftButton)
+    resume_first(w2, qtbot)
     page = w2.target
     qtbot.waitUntil(lambda: page.state is not PageState.BUSY, timeout=20000)
     assert page.identity is None
@@ -88,16 +94,11 @@ def test_revoked_saved_sign_in_asks_to_sign_in_again(app_ctx, qtbot, user, sandb
 
 def test_saved_sign_in_is_resumed_when_it_still_works(app_ctx, qtbot, user):
     app_ctx.keyring_backend = MemoryKeyring()
-    w = MigrationWizard(app_ctx)
-    qtbot.addWidget(w)
-    w.show()
+    w = new_wizard(app_ctx, qtbot)
     start_project(w, qtbot, "Kept")
     sign_in(w, w.target, qtbot, user, TARGET_ADMIN)
-    w2 = MigrationWizard(app_ctx)
-    qtbot.addWidget(w2)
-    w2.show()
-    w2.welcome.resume.setChecked(True)
-    qtbot.mouseClick(w2.button(QWizard.WizardButton.NextButton), Qt.MouseButton.LeftButton)
+    w2 = new_wizard(app_ctx, qtbot)
+    resume_first(w2, qtbot)
     qtbot.waitUntil(lambda: w2.target.state is PageState.OK, timeout=20000)
     assert TARGET_ADMIN in w2.target.who.text()
     assert user.opened == [user.opened[0]]  # no second browser prompt
@@ -107,9 +108,7 @@ def test_locked_keyring_keeps_the_session_usable_and_says_so(app_ctx, qtbot, use
     kr = MemoryKeyring()
     kr.locked = True
     app_ctx.keyring_backend = kr
-    w = MigrationWizard(app_ctx)
-    qtbot.addWidget(w)
-    w.show()
+    w = new_wizard(app_ctx, qtbot)
     start_project(w, qtbot)
     sign_in(w, w.target, qtbot, user, TARGET_ADMIN)
     assert w.target.state is PageState.OK
@@ -117,16 +116,11 @@ def test_locked_keyring_keeps_the_session_usable_and_says_so(app_ctx, qtbot, use
 
 
 def test_resume_refuses_an_account_of_another_tenant(app_ctx, qtbot, user):
-    w = MigrationWizard(app_ctx)
-    qtbot.addWidget(w)
-    w.show()
+    w = new_wizard(app_ctx, qtbot)
     start_project(w, qtbot, "Pinned")
     sign_in(w, w.target, qtbot, user, TARGET_ADMIN)
-    w2 = MigrationWizard(app_ctx)
-    qtbot.addWidget(w2)
-    w2.show()
-    w2.welcome.resume.setChecked(True)
-    qtbot.mouseClick(w2.button(QWizard.WizardButton.NextButton), Qt.MouseButton.LeftButton)
+    w2 = new_wizard(app_ctx, qtbot)
+    resume_first(w2, qtbot)
     sign_in(w2, w2.target, qtbot, user, SOURCE_ADMIN)  # the wrong company's admin
     assert w2.target.state is PageState.ERROR
     assert "This project's target is Fabrikam" in w2.target.status.message.text()
@@ -172,9 +166,7 @@ def test_no_token_on_disk_after_a_full_run(app_ctx, qtbot, user, issued, tmp_pat
 def _full_run(app_ctx, qtbot, user, issued, tmp_path):
     import logging
 
-    w = MigrationWizard(app_ctx)
-    qtbot.addWidget(w)
-    w.show()
+    w = new_wizard(app_ctx, qtbot)
     start_project(w, qtbot)
     sign_in(w, w.target, qtbot, user, TARGET_ADMIN)
     qtbot.mouseClick(w.button(QWizard.WizardButton.NextButton), Qt.MouseButton.LeftButton)

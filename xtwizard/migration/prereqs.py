@@ -66,6 +66,16 @@ def _roles(f: TenantFacts) -> str:
     return ", ".join(sorted(names)) or "no administrator role"
 
 
+def _role_check(slot: str, f: TenantFacts, needs: list[tuple[set[str], str]], fix: str) -> Check:
+    """One check per side: which of the side's tasks the signed-in admin's roles do not cover."""
+    missing = [what for roles, what in needs if not roles & f.admin_role_ids]
+    explanation = f"{f.admin_upn} has: {_roles(f)}."
+    if missing:
+        explanation += " Missing the rights to " + "; and to ".join(missing) + "."
+    return Check(f"{slot}-admin-roles", f"{slot.capitalize()} admin {f.admin_upn} can do the {slot}'s steps",
+                 Status.BLOCKER if missing else Status.OK, explanation, fix if missing else "")
+
+
 def evaluate(source: TenantFacts, target: TenantFacts) -> list[Check]:
     checks: list[Check] = []
 
@@ -80,36 +90,21 @@ def evaluate(source: TenantFacts, target: TenantFacts) -> list[Check]:
                             f"Moving from {source.display_name} ({source.initial_domain}) to "
                             f"{target.display_name} ({target.initial_domain})."))
 
-    # Roles (reference §2.1).
-    t_ga = GLOBAL_ADMIN in target.admin_role_ids
-    t_apps = t_ga or bool({APPLICATION_ADMIN, CLOUD_APPLICATION_ADMIN} & target.admin_role_ids)
-    t_exo = t_ga or EXCHANGE_ADMIN in target.admin_role_ids
-    missing_t = [what for ok, what in ((t_apps, "register the migration app and grant its consent "
-                                        "(Global, Application or Cloud Application Administrator)"),
-                                       (t_exo, "set up Exchange: organization relationship, migration endpoint, "
-                                        "MailUsers and batches (Global or Exchange Administrator)")) if not ok]
-    checks.append(Check(
-        "target-admin-roles", f"Target admin {target.admin_upn} can do the target's steps",
-        Status.OK if not missing_t else Status.BLOCKER,
-        f"{target.admin_upn} has: {_roles(target)}." + ("" if not missing_t else
-                                                        " Missing the rights to " + "; and to ".join(missing_t) + "."),
-        "" if not missing_t else "Sign in to the target with a Global Administrator, or ask one to give this "
-        "account the missing roles (Entra admin center → Roles and administrators), then sign in again."))
-
-    s_ga = GLOBAL_ADMIN in source.admin_role_ids
-    s_consent = s_ga or PRIVILEGED_ROLE_ADMIN in source.admin_role_ids
-    s_exo = s_ga or EXCHANGE_ADMIN in source.admin_role_ids
-    missing_s = [what for ok, what in ((s_consent, "consent to the migration app's Mailbox.Migration permission "
-                                        "(Global or Privileged Role Administrator)"),
-                                       (s_exo, "set up the source's organization relationship and scoping group "
-                                        "(Global or Exchange Administrator)")) if not ok]
-    checks.append(Check(
-        "source-admin-roles", f"Source admin {source.admin_upn} can do the source's steps",
-        Status.OK if not missing_s else Status.BLOCKER,
-        f"{source.admin_upn} has: {_roles(source)}." + ("" if not missing_s else
-                                                        " Missing the rights to " + "; and to ".join(missing_s) + "."),
-        "" if not missing_s else "Sign in to the source with a Global Administrator of the source company, or have "
-        "one give this account the missing roles."))
+    # Roles (reference §2.1): what each side's later steps need.
+    checks.append(_role_check("target", target, [
+        ({GLOBAL_ADMIN, APPLICATION_ADMIN, CLOUD_APPLICATION_ADMIN},
+         "register the migration app and grant its consent (Global, Application or Cloud Application Administrator)"),
+        ({GLOBAL_ADMIN, EXCHANGE_ADMIN}, "set up Exchange: organization relationship, migration endpoint, MailUsers "
+         "and batches (Global or Exchange Administrator)"),
+    ], "Sign in to the target with a Global Administrator, or ask one to give this account the missing roles "
+       "(Entra admin center → Roles and administrators), then sign in again."))
+    checks.append(_role_check("source", source, [
+        ({GLOBAL_ADMIN, PRIVILEGED_ROLE_ADMIN},
+         "consent to the migration app's Mailbox.Migration permission (Global or Privileged Role Administrator)"),
+        ({GLOBAL_ADMIN, EXCHANGE_ADMIN},
+         "set up the source's organization relationship and scoping group (Global or Exchange Administrator)"),
+    ], "Sign in to the source with a Global Administrator of the source company, or have one give this account "
+       "the missing roles."))
 
     # Dehydrated organizations (reference §2.3; landscape B.1 row 16).
     for slot, f in (("target", target), ("source", source)):
