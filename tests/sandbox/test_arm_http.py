@@ -369,3 +369,14 @@ def test_role_definitions_at_the_tenant_root_need_no_assignment(azure: Sandbox, 
     sub_scope = client.get(url(azure, f"/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions",
                                AUTHZ_API), headers=arm_headers(azure, NOBODY))
     assert sub_scope.status_code == 403
+
+
+def test_disabled_subscription_is_read_only(azure: Sandbox, client: httpx.Client) -> None:
+    t = azure.state.tenant("target")
+    assert t is not None
+    t.col("arm.subscriptions")[SUB2]["state"] = "Disabled"
+    h = arm_headers(azure)
+    r = client.put(url(azure, f"/subscriptions/{SUB2}/resourcegroups/rg-x"), headers=h, json={"location": "eastus"})
+    assert r.status_code == 409 and err(r)["code"] == "ReadOnlyDisabledSubscription"
+    assert client.get(url(azure, f"/subscriptions/{SUB2}"), headers=h).json()["state"] == "Disabled"
+    assert client.get(url(azure, f"/subscriptions/{SUB2}/resourcegroups"), headers=h).status_code == 200

@@ -273,6 +273,14 @@ class ArmBackend(Backend):
                              f"The client '{who}' with object id '{caller.object_id}' does not have "
                              f"authorization to perform action '{action}' over scope '{scope}' or the scope is "
                              f"invalid. If access was recently granted, please refresh your credentials.")
+        parts = scope.split("/")
+        if not action.lower().endswith("/read") and len(parts) > 2 and parts[1].lower() == "subscriptions":
+            found = find_subscription(self.sb.state, parts[2])
+            if found is not None and found[1].get("state") in ("Disabled", "Deleted"):
+                raise self.error(409, "ReadOnlyDisabledSubscription",
+                                 f"The subscription '{found[1]['subscriptionId']}' is disabled and therefore "
+                                 "marked as read only. You cannot perform any write actions on this subscription "
+                                 "until it is re-enabled.")
 
     def _body(self, req: Request) -> JSON:
         if not req.body:
