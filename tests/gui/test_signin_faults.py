@@ -47,7 +47,9 @@ class MemoryKeyring(KeyringBackend):
 
 def new_wizard(app_ctx, qtbot):
     """Another window on the same data (as after closing and reopening xtwizard)."""
-    w = new_wizard(app_ctx, qtbot)
+    w = MigrationWizard(app_ctx)
+    qtbot.addWidget(w)
+    w.show()
     return w
 
 
