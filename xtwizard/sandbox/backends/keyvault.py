@@ -799,6 +799,3 @@ class KeyVaultBackend(Backend):
             "kid": f"{base}/keys/{cert['name']}/{match['version']}", "managed": True,
             "attributes": self._attributes(call, match), "tags": cert.get("tags") or {},
         })
-
-    def auth_error(self, exc: TokenRejected, req: Request) -> HttpError:  # pragma: no cover - _front_door handles it
-        return self.error(401, "Unauthorized", exc.message)
