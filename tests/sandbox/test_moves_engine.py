@@ -287,3 +287,31 @@ def test_secret_expiring_while_synced_fails_the_next_incremental_sync(sandbox, h
     tgt.ok("Complete-MigrationBatch", Identity="W")
     sandbox.clock.advance(3600)
     assert stats(tgt)["Status"] == "Completed"
+
+
+def test_generated_scenario_plants_each_problem_kind(tmp_path):
+    """generate.scenario(n, problems=k): k users of each kind fail with their exception; the rest complete."""
+    path = tmp_path / "gen.json"
+    path.write_text(json.dumps(scenario(14, problems=1)))
+    with Sandbox(str(path)) as sb, httpx.Client(verify=ca_context(sb.ca_path), trust_env=False, timeout=60) as http:
+        tenant = sb.state.tenant("target")
+        url = f"{sb.info['exchange_url']}/{tenant.id}/InvokeCommand"
+
+        def call(name, params, url=url):
+            token = user_token(sb, "target", "admin@litwarebig.onmicrosoft.com", "https://outlook.office365.com")
+            return http.post(url, json={"CmdletInput": {"CmdletName": name, "Parameters": params}},
+                             headers={"Authorization": f"Bearer {token}"})
+
+        _big_org(sb, http, Exo(sb, http, "source", "admin@contosobig.onmicrosoft.com"), call)
+        csv = [f"{u['mailNickname']}@litware-big.example" for u in scenario(14)["tenants"][0]["users"][1:]]
+        r = call("New-MigrationBatch", {"Name": "G", "SourceEndpoint": "Big", "CSVData": csv_data(*csv),
+                                        "TargetDeliveryDomain": "litwarebig.onmicrosoft.com", "AutoStart": True,
+                                        "AutoComplete": True})
+        assert r.status_code == 200, r.text
+        sb.clock.advance(3 * 86400)
+        rows = call("Get-MigrationUser", {"ResultSize": "Unlimited"}).json()["value"]
+        kinds = sorted((r["ErrorSummary"] or "").split(":", 1)[0] for r in rows if r["Status"] != "Completed")
+        assert kinds == sorted(["MigrationPermanentException", "CrossTenantMigrationWithoutLicensePermanentException",
+                                "MailboxNotInCrossTenantMigrationScopeException", "MissingExchangeGuidException",
+                                "MigrationPermanentException", "MigrationRecipientNotFoundException"])
+        assert sum(r["Status"] == "Completed" for r in rows) == 14 - 6
