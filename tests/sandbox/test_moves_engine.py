@@ -173,7 +173,9 @@ def test_ten_thousand_migration_users_are_listed_in_eleven_requests(tmp_path):
         requests = [row for row in log if row["service"] == "exchange"]
         assert len(listed) == 10_000 and len({u["Guid"] for u in listed}) == 10_000
         assert len(requests) <= math.ceil(10_000 / 1000) + 1
-        assert {u["Status"] for u in listed} <= {"Syncing", "Synced"}
+        statuses = [u["Status"] for u in listed]
+        assert set(statuses) <= {"Queued", "Syncing", "Synced"}
+        assert statuses.count("Syncing") <= 100 < statuses.count("Queued")  # MaxConcurrentMigrations of the endpoint
         rss_after = _rss_mb()
         report = tmp_path.parent / "exchange-memory.txt"
         report.write_text(f"peak RSS {rss_after:.0f} MB (before sandbox {rss_before:.0f} MB), app {sb_app}\n")
@@ -315,3 +317,19 @@ def test_generated_scenario_plants_each_problem_kind(tmp_path):
                                 "MailboxNotInCrossTenantMigrationScopeException", "MissingExchangeGuidException",
                                 "MigrationPermanentException", "MigrationRecipientNotFoundException"])
         assert sum(r["Status"] == "Completed" for r in rows) == 14 - 6
+
+
+def test_max_concurrent_migrations_queues_the_rest(sandbox, http):
+    _src, tgt, _ = setup_org(sandbox, http)
+    tgt.ok("Set-MigrationEndpoint", Identity="NorthwindMove", MaxConcurrentMigrations=1)
+    batch(tgt, "Q", CARLA, "ella.fischer@fabrikam.example", AutoStart=True)  # 800 MB, then 450 MB
+    sandbox.clock.advance(600)
+    assert stats(tgt)["Status"] == "Syncing"
+    ella = stats(tgt, "ella.fischer@fabrikam.example")
+    assert ella["Status"] == "Queued" and ella["PercentageComplete"] == 0
+    assert tgt.one("Get-MoveRequest", Identity="ella.fischer@fabrikam.example")["Status"] == "Queued"
+    sandbox.clock.advance(3600)  # Carla's 800 MB copy (~47 min) is over: Ella got the slot
+    assert stats(tgt)["Status"] == "Synced"
+    assert stats(tgt, "ella.fischer@fabrikam.example")["Status"] in ("Syncing", "Synced")
+    sandbox.clock.advance(3600)
+    assert stats(tgt, "ella.fischer@fabrikam.example")["Status"] == "Synced"

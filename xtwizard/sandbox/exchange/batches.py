@@ -41,7 +41,7 @@ def batch_status(ctx: Ctx, b: JSON) -> str:
         return "Completed"
     if "completing" in phases:
         return "Completing"
-    if phases & {"validating", "syncing", "created"}:
+    if phases & {"validating", "queued", "syncing", "created"}:
         return "Syncing"
     if phases == {"completed"}:
         return "Completed"
@@ -205,7 +205,7 @@ def stop_migration_batch(ctx: Ctx) -> list[JSON]:
                                                f"status is '{status}'.")
     for g in b["_users"]:
         u = users(ctx.tenant)[g]
-        if u["_phase"] in ("validating", "syncing", "synced", "created"):
+        if u["_phase"] in ("validating", "queued", "syncing", "synced", "created"):
             if u["_phase"] == "syncing":
                 _pct, done, _ = moves.progress(u, ctx.now)
                 u["_bytesBase"] = done

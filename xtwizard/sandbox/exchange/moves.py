@@ -14,6 +14,7 @@ the target's proxy in the TargetDeliveryDomain; the target MailUser becomes a Us
 
 from __future__ import annotations
 
+import heapq
 from typing import Any
 
 from ..catalog import stable_id
@@ -36,13 +37,13 @@ INCREMENTAL_SECONDS = 86400.0  # incremental syncs once a day while Synced
 TRANSIENT_SECONDS = 900.0
 HOLD_PREFIXES = ("mbx", "cld", "unih", "skp")
 
-ACTIVE = ("validating", "syncing", "completing")
-USER_STATUS = {"created": ("Queued", "Active"), "completionfailed": ("CompletionFailed", "Failed"),
+ACTIVE = ("validating", "queued", "syncing", "completing")
+USER_STATUS = {"created": ("Queued", "Active"), "queued": ("Queued", "Active"), "completionfailed": ("CompletionFailed", "Failed"),
                "incrementalfailed": ("IncrementalFailed", "Failed"), "validating": ("Validating", "Active"),
                "syncing": ("Syncing", "Active"), "synced": ("Synced", "Synced"),
                "completing": ("Completing", "Active"), "completed": ("Completed", "Completed"),
                "failed": ("Failed", "Failed"), "stopped": ("Stopped", "Stopped")}
-MOVE_STATUS = {"syncing": "InProgress", "synced": "AutoSuspended", "completing": "CompletionInProgress",
+MOVE_STATUS = {"queued": "Queued", "syncing": "InProgress", "synced": "AutoSuspended", "completing": "CompletionInProgress",
                "completed": "Completed", "failed": "Failed", "stopped": "Suspended"}
 
 
@@ -270,8 +271,36 @@ def _begin_sync(ctx_state: SandboxState, faults: Any, target: Tenant, batch: JSO
     u["_transients"], u["_transientLen"] = n, TRANSIENT_SECONDS / sp
     u["_growsAux"] = bool(src and src.get("_auxArchiveAppearsDuringMove"))
     u.setdefault("_queuedAt", t)
-    u.setdefault("_startedAt", t)
+    start = _take_slot(target, batch, t, u["_syncDuration"] + n * u["_transientLen"])
+    if start > t:
+        u["_phase"], u["_queuedUntil"] = "queued", start
+        log(u, t, "The move request was queued: the endpoint's MaxConcurrentMigrations are all in use.")
+        return
+    u["_phaseStart"] = start
+    u.setdefault("_startedAt", start)
     log(u, t, "The move request was queued and copying started.")
+
+
+def _take_slot(target: Tenant, batch: JSON, t: float, duration: float) -> float:
+    """When the copy may start: the endpoint runs at most MaxConcurrentMigrations copies at once.
+
+    A small scheduler over the endpoint's slots (`_slots`, the times each slot is busy until).  Slots are
+    booked for the planned copy time, so a copy that fails or stops early frees its slot only at the planned
+    end (an approximation that keeps the lazy evaluation deterministic)."""
+    ep = endpoints(target).get(batch.get("_endpoint") or "")
+    if ep is None:
+        return t
+    limit = max(1, int(ep.get("MaxConcurrentMigrations", 100)))
+    slots: list[float] = ep.setdefault("_slots", [])
+    heapq.heapify(slots)
+    while len(slots) > limit:  # the limit was lowered: drop the slots that free first
+        heapq.heappop(slots)
+    if len(slots) < limit:
+        heapq.heappush(slots, t + duration)
+        return t
+    start = max(t, heapq.heappop(slots))
+    heapq.heappush(slots, start + duration)
+    return start
 
 
 def _fail(u: JSON, f: MoveFailure, t: float) -> None:
@@ -326,6 +355,13 @@ def advance(state: SandboxState, faults: Any, target: Tenant, u: JSON, now: floa
                 _fail(u, problem, t)
                 return
             _begin_sync(state, faults, target, batch, u, t)
+        elif ph == "queued":
+            start = float(u["_queuedUntil"])
+            if now < start:
+                return
+            u["_phase"], u["_phaseStart"] = "syncing", start
+            u.setdefault("_startedAt", start)
+            log(u, start, "A migration slot became free and copying started.")
         elif ph == "syncing":
             if u.get("_growsAux"):
                 t_aux = _wall_at(u, 0.5)
@@ -526,7 +562,7 @@ def move_request_out(target: Tenant, u: JSON, now: float, stats: bool = False, r
     pct, done, inside = progress(u, now)
     f = u.get("_failure")
     sizes = (u.get("_sizesSnapshot") or {})
-    detail = {"syncing": "CopyingMessages", "synced": "AutoSuspended", "completing": "Completing",
+    detail = {"queued": "Queued", "syncing": "CopyingMessages", "synced": "AutoSuspended", "completing": "Completing",
               "completed": "Completed", "failed": "FailedOther", "stopped": "Suspended"}[u["_phase"]]
     message = ""
     if inside:
@@ -556,7 +592,7 @@ def move_request_out(target: Tenant, u: JSON, now: float, stats: bool = False, r
 
 
 def has_move_request(u: JSON) -> bool:
-    return u["_phase"] in MOVE_STATUS and u.get("_startedAt") is not None
+    return u["_phase"] in MOVE_STATUS and u.get("_queuedAt") is not None
 
 
 def move_requests(target: Tenant) -> list[JSON]:
