@@ -313,3 +313,12 @@ def test_app_only_token_of_a_service_principal_is_authorized_by_rbac(azure: Sand
     grant(azure, client, vault_id(vault), AZURE_ROLES["Key Vault Secrets User"], exo_sp["id"]).raise_for_status()
     assert client.get(vurl(azure, vault, "/secrets/for-app"), headers=bearer(token)).status_code == 200
     assert can_read_certificate(azure.state, vault, exo_sp["id"]) is False  # secrets only, no certificate read
+
+
+@pytest.mark.parametrize("subject", ["C=ÄÖ", "SERIALNUMBER=ü", "CN=" + "x" * 65, "CN=a, XX=b", "CN"])
+def test_subjects_x509_cannot_encode_are_refused_not_crashed(azure: Sandbox, client: httpx.Client, vault: str,
+                                                              subject: str) -> None:
+    r = client.post(vurl(azure, vault, "/certificates/odd/create"), headers=kv_headers(azure),
+                    json={"policy": {"x509_props": {"subject": subject}}})
+    assert r.status_code == 400 and err(r)["code"] == "BadParameter"
+    assert "not a valid X.500 distinguished name" in err(r)["message"]

@@ -71,6 +71,7 @@ CURVES: dict[str, ec.EllipticCurve] = {"P-256": ec.SECP256R1(), "P-384": ec.SECP
                                        "P-521": ec.SECP521R1(), "P-256K": ec.SECP256K1()}
 UPN_OID = ObjectIdentifier("1.3.6.1.4.1.311.20.2.3")
 CERT_READ = "Microsoft.KeyVault/vaults/certificates/read"
+PRINTABLE_RE = re.compile(r"^[A-Za-z0-9 '()+,\-./:=?]+$")
 
 
 def object_base(vault_name: str) -> str:
@@ -392,7 +393,13 @@ class KeyVaultBackend(Backend):
         for key, op in list(call.tenant.col("kv.operations").items()):
             if (key.startswith(prefix) and op["status"] == "inProgress" and op["issuer"]["name"] == "Self"
                     and not op["cancellation_requested"] and now >= float(op["_readyAt"])):
-                self._issue(call, key, op)
+                try:
+                    self._issue(call, key, op)
+                except ValueError as exc:  # what cryptography refuses to encode: the operation fails, as in Key Vault
+                    op.update({"status": "failed", "status_details": None, "_unsavedKey": None,
+                               "error": {"code": "BadParameter", "message": f"The certificate could not be "
+                                                                           f"issued: {exc}"}})
+                    self.sb.state.touch()
 
     def _issue(self, call: VaultCall, key: str, op: JSON) -> None:
         policy = op["_policy"]
@@ -470,10 +477,21 @@ class KeyVaultBackend(Backend):
             typ, sep, value = part.partition("=")
             oid = SUBJECT_ATTRS.get(typ.strip().upper())
             value = value.strip().replace("\\,", ",").replace("\\;", ";")
-            if not sep or oid is None or not value or (oid == NameOID.COUNTRY_NAME and len(value) != 2):
-                raise self.error(400, "BadParameter", f"Subject '{text}' is not a valid X.500 distinguished name.")
-            attrs.append(x509.NameAttribute(oid, value))
-        return x509.Name(attrs)
+            bad = self.error(400, "BadParameter", f"Subject '{text}' is not a valid X.500 distinguished name.")
+            if not sep or oid is None or not value:
+                raise bad
+            if oid in (NameOID.COUNTRY_NAME, NameOID.SERIAL_NUMBER) and not PRINTABLE_RE.match(value):
+                raise bad  # these are PrintableString in X.509
+            try:
+                attrs.append(x509.NameAttribute(oid, value))
+            except ValueError:  # length limits (CN at most 64, C exactly 2, ...) and character sets
+                raise bad from None
+        try:
+            name = x509.Name(attrs)
+            name.public_bytes()  # PrintableString attributes (C, serialNumber) reject other characters here
+        except ValueError:
+            raise self.error(400, "BadParameter", f"Subject '{text}' is not a valid X.500 distinguished name.") from None
+        return name
 
     def _sans(self, sans: Any) -> list[x509.GeneralName]:
         out: list[x509.GeneralName] = []
@@ -620,7 +638,11 @@ class KeyVaultBackend(Backend):
             assert isinstance(loaded, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey)
             private_key = loaded
         subject = self._subject(policy["x509_props"]["subject"]) if policy["x509_props"]["subject"] else x509.Name([])
-        csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(private_key, hashes.SHA256())
+        try:
+            csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(private_key, hashes.SHA256())
+        except ValueError:
+            raise self.error(400, "BadParameter", "The certificate policy cannot be turned into a certificate "
+                             "request.") from None
         base = object_base(call.name)
         op: JSON = {
             "id": f"{base}/certificates/{name}/pending", "issuer": dict(policy["issuer"]),
