@@ -1,0 +1,1158 @@
+"""The setup engine: inspect both tenants, plan the difference, apply it change by change, verify.
+
+How it stays idempotent and crash-safe: `apply` is a converge loop.  Each round re-inspects both tenants,
+plans, and executes the *first* pending change (journaled before and after); it ends when the plan is empty.
+A rerun therefore finds everything in place and plans nothing; a run killed anywhere resumes by inspecting
+again.  Objects are found by what the journal recorded (ids), then by their deterministic names, so an
+intent left open by a crash is matched to the object it may have created (adopted) instead of duplicated.
+When the journal says an object exists but a read does not show it yet, that is directory replication: the
+read is retried with backoff (`sleep` is injectable; tests advance the sandbox clock instead of waiting).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import re
+import threading
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from ...cloud.endpoints import CloudEndpoints
+from ...cloud.exchange import (
+    DistributionGroup,
+    ExchangeClient,
+    ExchangeError,
+    GroupMember,
+    MigrationEndpoint,
+    OrganizationRelationship,
+    encode_credential,
+    hashtable,
+)
+from ...cloud.graph import (
+    Application,
+    AppRoleAssignment,
+    GraphClient,
+    GraphError,
+    ServicePrincipal,
+)
+from ...cloud.service import ServiceError
+from ..problems import Problem, explain
+from ..project import MigrationProject
+from .journal import SetupJournal
+from .model import ApplyResult, Change, Check, Plan
+
+EXCHANGE_APP_ID = "00000002-0000-0ff1-ce00-000000000000"
+MAILBOX_MIGRATION = "Mailbox.Migration"
+REDIRECT_URI = "https://office.com"
+MULTITENANT = "AzureADMultipleOrgs"
+# Roles that can grant an application permission in their tenant (admin consent through Graph).
+CONSENT_ROLES = {
+    "62e90394-69f5-4237-9190-012177145e10",  # Global Administrator
+    "e8611ab8-c189-46e8-94e1-60213ab1f814",  # Privileged Role Administrator
+    "9b895d92-2cd3-44c7-9d02-a6ac2d5ea5c3",  # Application Administrator
+    "158c047a-c907-4556-b7ef-446551a6b5f7",  # Cloud Application Administrator
+}
+SCOPE_GROUP_TYPE = "MailUniversalSecurityGroup"
+
+Progress = Callable[[int, int, str], None]
+Sleep = Callable[[float], Awaitable[None]]
+T = TypeVar("T")
+
+
+class SetupProblem(Exception):
+    """A setup that cannot go on; `problem` says what happened, why and what to do."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem.what)
+        self.problem = problem
+
+
+def problem(what: str, why: str, fix: str, details: str = "", retryable: bool = False) -> SetupProblem:
+    return SetupProblem(Problem(what, why, fix, details, retryable))
+
+
+class Identity(Protocol):
+    @property
+    def tenant_id(self) -> str: ...
+    @property
+    def initial_domain(self) -> str: ...
+    @property
+    def display_name(self) -> str: ...
+
+
+class SetupContext(Protocol):
+    """What the engine needs from the app (the Workspace provides it; tests provide a light one)."""
+
+    endpoints: CloudEndpoints
+    project: MigrationProject
+
+    @property
+    def identities(self) -> dict[str, Any]: ...
+    def graph(self, slot: str) -> GraphClient: ...
+    def exchange(self, slot: str) -> ExchangeClient: ...
+
+
+@dataclass
+class SetupOptions:
+    credential: str = "secret"                       # "secret" | "keyvault"
+    scope_groups: Sequence[str] = ()                 # exactly one (or none: the one already chosen)
+    create_scope_group: bool = False                 # create it (New-DistributionGroup -Type Security) if unknown
+    members_add: Sequence[str] = ()
+    members_remove: Sequence[str] = ()
+    migration_window_days: int = 90
+    consent_by_api: bool | None = None               # None: when the source admin can; False: the admin kit
+    app_id: str | None = None                        # adopt this existing app registration
+    app_name: str | None = None
+    endpoint_name: str | None = None
+    test_mailuser: str | None = None                 # a target MailUser for Test-MigrationServerAvailability
+    replication_wait_seconds: float = 600.0
+
+
+@dataclass
+class Facts:
+    """Both tenants as inspected (only what the setup reads)."""
+
+    target_id: str
+    source_id: str
+    source_domain: str
+    target_domain: str
+    source_name: str
+    target_name: str
+    role_id: str = ""
+    exo_sp_target: ServicePrincipal | None = None
+    app: Application | None = None
+    app_found_by: str = ""
+    target_sp: ServicePrincipal | None = None
+    target_grant: AppRoleAssignment | None = None
+    exo_sp_source: ServicePrincipal | None = None
+    source_sp: ServicePrincipal | None = None
+    source_grant: AppRoleAssignment | None = None
+    source_can_consent: bool = False
+    dehydrated: bool = False
+    endpoint: MigrationEndpoint | None = None
+    endpoint_found_by: str = ""
+    other_endpoints: list[MigrationEndpoint] = field(default_factory=list)
+    target_rel: OrganizationRelationship | None = None
+    source_rel: OrganizationRelationship | None = None
+    group: DistributionGroup | None = None
+    group_name: str = ""
+    group_found_by: str = ""
+    members: list[GroupMember] = field(default_factory=list)
+    member_adds: list[tuple[str, str]] = field(default_factory=list)     # (requested, primary address)
+    member_removes: list[tuple[str, str]] = field(default_factory=list)  # (requested, primary address)
+
+
+def _utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _parse_time(value: str | None) -> datetime.datetime | None:
+    if not value:
+        return None
+    try:
+        t = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=datetime.UTC)
+
+
+def _prefix(domain: str) -> str:
+    return domain.split(".", 1)[0]
+
+
+def _low(values: Sequence[str]) -> set[str]:
+    return {v.lower() for v in values}
+
+
+def _is_not_found(exc: ExchangeError) -> bool:
+    return exc.short_type in ("ManagementObjectNotFoundException",) or "couldn't be found" in exc.message
+
+
+class SetupEngine:
+    """One setup run for one project.  Holds the client secret in memory only (`_secrets`)."""
+
+    def __init__(self, ctx: SetupContext, options: SetupOptions | None = None, *,
+                 sleep: Sleep | None = None, clock: Callable[[], datetime.datetime] = _utcnow) -> None:
+        self.ctx = ctx
+        self.options = options or SetupOptions()
+        self.journal = SetupJournal(ctx.project)
+        self.sleep: Sleep = sleep or asyncio.sleep
+        self.now = clock
+        self._secrets: dict[str, str] = {}  # keyId -> secret text; never written anywhere
+        self.facts: Facts | None = None
+        if self.options.credential not in ("secret", "keyvault"):
+            raise problem("Unknown credential mode.", f"'{self.options.credential}' is neither 'secret' nor "
+                          "'keyvault'.", "Choose a client secret or a Key Vault certificate.")
+        if self.options.credential == "keyvault":
+            raise problem("The Key Vault certificate mode is not available in this version of the setup engine.",
+                          "Only the client-secret mode is implemented so far.",
+                          "Choose the client secret (Microsoft's current documented method).")
+
+    # --- names ----------------------------------------------------------------------------------------------
+    def _ident(self, slot: str) -> Any:
+        ident = self.ctx.identities.get(slot)
+        if ident is None:
+            raise problem(f"Not signed in to the {slot} tenant.", "The setup reads and changes both tenants.",
+                          f"Sign in to the {slot} tenant first.", retryable=True)
+        return ident
+
+    def app_name(self, f: Facts) -> str:
+        return self.options.app_name or f"xtwizard migration {_prefix(f.source_domain)} to {_prefix(f.target_domain)}"
+
+    def endpoint_name(self, f: Facts) -> str:
+        return (self.options.endpoint_name or f"xtwizard-{_prefix(f.source_domain)}")[:64]
+
+    def relationship_name(self, partner_domain: str) -> str:
+        return f"xtwizard move {_prefix(partner_domain)}"[:64]
+
+    @property
+    def project_setup(self) -> dict[str, Any]:
+        data = self.ctx.project.data.setdefault("setup", {})
+        assert isinstance(data, dict)
+        return data
+
+    # --- replication-aware reads ----------------------------------------------------------------------------
+    async def _expect(self, fetch: Callable[[], Awaitable[T | None]], expected: bool) -> T | None:
+        """`fetch()`, retried with backoff while it finds nothing that the journal says exists."""
+        found = await fetch()
+        waited, delay = 0.0, 2.0
+        while found is None and expected and waited < self.options.replication_wait_seconds:
+            await self.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 60.0)
+            found = await fetch()
+        return found
+
+    async def _retry_replication(self, call: Callable[[], Awaitable[T]], transient: Callable[[ServiceError], bool]
+                                 ) -> T:
+        """A write that may fail while the directory catches up (e.g. the source cannot see a new app yet)."""
+        waited, delay = 0.0, 2.0
+        while True:
+            try:
+                return await call()
+            except ServiceError as exc:
+                if not transient(exc) or waited >= self.options.replication_wait_seconds:
+                    raise
+            await self.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 60.0)
+
+    # --- inspect --------------------------------------------------------------------------------------------
+    async def inspect(self) -> Facts:
+        """Read both tenants (no change)."""
+        try:
+            return await self._inspect()
+        except ServiceError as exc:
+            raise SetupProblem(explain_setup(exc)) from None
+
+    async def _inspect(self) -> Facts:
+        t, s = self._ident("target"), self._ident("source")
+        if t.tenant_id.lower() == s.tenant_id.lower():
+            raise problem("The source and the target are the same tenant.",
+                          f"Both sign-ins belong to {t.display_name} ({t.tenant_id}).",
+                          "Sign in to the other company's tenant in one of the two slots.")
+        f = Facts(target_id=t.tenant_id, source_id=s.tenant_id, source_domain=s.initial_domain,
+                  target_domain=t.initial_domain, source_name=s.display_name, target_name=t.display_name)
+        known = self.journal.known()
+        expecting = {str(e.target.get("key")) for e in self.journal.unfinished()}
+        tg, sg = self.ctx.graph("target"), self.ctx.graph("source")
+        tx, sx = self.ctx.exchange("target"), self.ctx.exchange("source")
+
+        # a. the migration app in the target
+        f.exo_sp_target = await tg.get_service_principal_by_app_id(EXCHANGE_APP_ID)
+        if f.exo_sp_target is None:
+            raise problem("Exchange Online is not set up in the target tenant.",
+                          "The target has no service principal for Office 365 Exchange Online, so the "
+                          "Mailbox.Migration permission cannot be granted.",
+                          "Make sure the target has an Exchange Online subscription, then try again.")
+        role = f.exo_sp_target.app_role(MAILBOX_MIGRATION)
+        if role is None:
+            raise problem("Exchange Online in the target does not offer the Mailbox.Migration permission.",
+                          "The Exchange service principal lists no application role named Mailbox.Migration.",
+                          "Contact Microsoft support: cross-tenant mailbox migration is not available to this "
+                          "tenant.")
+        f.role_id = role.id
+        await self._inspect_app(f, tg, known, "app" in expecting)
+
+        # c. the source's consent
+        f.exo_sp_source = await sg.get_service_principal_by_app_id(EXCHANGE_APP_ID)
+        roles = {r.role_template_id for r in await sg.my_directory_roles()}
+        f.source_can_consent = bool(roles & CONSENT_ROLES)
+        if f.app is not None:
+            app_id = f.app.app_id
+            f.source_sp = await self._expect(lambda: sg.get_service_principal_by_app_id(app_id),
+                                             "source-sp" in known)
+            if f.source_sp is not None and f.exo_sp_source is not None:
+                f.source_grant = await self._find_grant(sg, f.source_sp.id, f.exo_sp_source.id, f.role_id,
+                                                        "source-grant" in known)
+
+        # d. target Exchange
+        f.dehydrated = await tx.is_dehydrated()
+        endpoints = [e for e in await tx.migration_endpoints() if e.endpoint_type.lower() == "exchangeremotemove"
+                     or e.application_id]
+        self._pick_endpoint(f, endpoints, known)
+        rels = await tx.organization_relationships()
+        f.target_rel = self._pick_relationship(rels, f.source_id, [f.source_domain], known.get("target-rel"))
+
+        # e. source Exchange
+        srels = await sx.organization_relationships()
+        f.source_rel = self._pick_relationship(srels, f.target_id, [f.target_domain], known.get("source-rel"))
+        await self._inspect_group(f, sx, sg, known)
+        self.facts = f
+        return f
+
+    async def _inspect_app(self, f: Facts, tg: GraphClient, known: dict[str, dict[str, Any]],
+                           pending: bool) -> None:
+        rec = known.get("app")
+        app: Application | None = None
+        if rec and rec.get("appId"):
+            rec_app_id = str(rec["appId"])
+            app = await self._expect(lambda: tg.get_application_by_app_id(rec_app_id), True)
+            f.app_found_by = "journal"
+        if app is None and self.options.app_id:
+            app = await tg.get_application_by_app_id(self.options.app_id)
+            if app is None:
+                raise problem(f"There is no application {self.options.app_id} in the target tenant.",
+                              "The application ID given to adopt was not found in the target's app registrations.",
+                              "Check the ID in Entra admin center > App registrations, or let xtwizard create "
+                              "the app.")
+            f.app_found_by = "given"
+        if app is None:
+            name = self.app_name(f)
+            apps = await self._expect(lambda: self._apps_named(tg, name), pending)
+            if apps:
+                app = apps[0]
+                f.app_found_by = "name"
+        f.app = app
+        if app is None:
+            return
+        app_id = app.app_id
+        f.target_sp = await self._expect(lambda: tg.get_service_principal_by_app_id(app_id), "target-sp" in known)
+        if f.target_sp is not None and f.exo_sp_target is not None:
+            f.target_grant = await self._find_grant(tg, f.target_sp.id, f.exo_sp_target.id, f.role_id,
+                                                    "target-grant" in known)
+
+    @staticmethod
+    async def _apps_named(tg: GraphClient, name: str) -> list[Application] | None:
+        apps = await tg.list_applications(display_name=name)
+        return apps or None
+
+    async def _find_grant(self, g: GraphClient, sp_id: str, resource_id: str, role_id: str,
+                          expected: bool) -> AppRoleAssignment | None:
+        async def fetch() -> AppRoleAssignment | None:
+            return next((a for a in await g.app_role_assignments(sp_id)
+                         if a.resource_id == resource_id and a.app_role_id == role_id), None)
+        return await self._expect(fetch, expected)
+
+    def _pick_endpoint(self, f: Facts, endpoints: list[MigrationEndpoint], known: dict[str, dict[str, Any]]) -> None:
+        rec = known.get("endpoint")
+        name = str(rec["name"]) if rec and rec.get("name") else self.endpoint_name(f)
+        by_name = next((e for e in endpoints if e.identity.lower() == name.lower()), None)
+        if by_name is not None:
+            f.endpoint, f.endpoint_found_by = by_name, "journal" if rec else "name"
+        elif f.app is not None:
+            app_id = f.app.app_id.lower()
+            match = next((e for e in endpoints if e.application_id.lower() == app_id
+                          and e.remote_tenant.lower() == f.source_domain.lower()), None)
+            if match is not None:
+                f.endpoint, f.endpoint_found_by = match, "app"
+        f.other_endpoints = [e for e in endpoints if e is not f.endpoint]
+
+    @staticmethod
+    def _pick_relationship(rels: list[OrganizationRelationship], partner_id: str, partner_domains: list[str],
+                           rec: dict[str, Any] | None) -> OrganizationRelationship | None:
+        """The relationship to the partner: the journal's, else the one naming its tenant ID, else one naming
+        its domains (the tenant ID gets added to it)."""
+        if rec and rec.get("name"):
+            found = next((r for r in rels if r.name.lower() == str(rec["name"]).lower()), None)
+            if found is not None:
+                return found
+        by_id = next((r for r in rels if r.names_tenant(partner_id)), None)
+        if by_id is not None:
+            return by_id
+        domains = _low(partner_domains)
+        return next((r for r in rels if _low(r.domain_names) & domains), None)
+
+    async def _inspect_group(self, f: Facts, sx: ExchangeClient, sg: GraphClient,
+                             known: dict[str, dict[str, Any]]) -> None:
+        wanted = [g.strip() for g in self.options.scope_groups if g.strip()]
+        if len(wanted) > 1:
+            raise problem("More than one scope group was given.",
+                          "Exchange accepts exactly one group in MailboxMovePublishedScopes (\"The given count of "
+                          f"areas ({len(wanted)}) exceeds the allowed limit of 1\").",
+                          "Choose one mail-enabled security group and put every user to move into it (nested "
+                          "groups count).")
+        if wanted:
+            name, f.group_found_by = wanted[0], "given"
+        elif known.get("scope-group", {}).get("name"):
+            name, f.group_found_by = str(known["scope-group"]["name"]), "journal"
+        elif f.source_rel is not None and len(f.source_rel.mailbox_move_published_scopes) == 1:
+            name, f.group_found_by = f.source_rel.mailbox_move_published_scopes[0], "relationship"
+        else:
+            candidates = [g.display_name for g in await sx.distribution_groups(security_only=True)]
+            raise problem("No scope group was chosen.",
+                          "The source's organization relationship must name the one mail-enabled security group "
+                          "whose members may be moved.",
+                          "Choose one of: " + (", ".join(candidates) or "(none yet)") + " — or create a new one.")
+        f.group_name = name
+        group = await self._expect(lambda: self._group(sx, name), "scope-group" in known
+                                   or any(e.target.get("key") == "scope-group" for e in self.journal.unfinished()))
+        if group is not None and group.recipient_type_details != SCOPE_GROUP_TYPE:
+            kind = {"MailUniversalDistributionGroup": "a distribution list",
+                    "GroupMailbox": "a Microsoft 365 group"}.get(group.recipient_type_details,
+                                                                 group.recipient_type_details)
+            raise problem(f"'{name}' cannot scope the move: it is {kind}, not a mail-enabled security group.",
+                          "Exchange only accepts a mail-enabled security group in MailboxMovePublishedScopes; "
+                          "other groups are dropped with a warning and no mailbox is in scope.",
+                          "Choose a mail-enabled security group, or let xtwizard create one and add the users.")
+        if group is None:
+            entra = await self._entra_group(sg, name)
+            if entra is not None:
+                kind = ("a Microsoft 365 group" if "Unified" in entra.get("groupTypes", [])
+                        else "a security group that is not mail-enabled" if entra.get("securityEnabled")
+                        else "not a security group")
+                raise problem(f"'{name}' cannot scope the move: it is {kind} (it exists only in Entra ID, so "
+                              "Exchange does not see it).",
+                              "The scope must be a mail-enabled security group; Entra ID cannot make an existing "
+                              "group mail-enabled.",
+                              "Create a new mail-enabled security group (xtwizard can do it) and add the users.")
+            if not self.options.create_scope_group:
+                candidates = [g.display_name for g in await sx.distribution_groups(security_only=True)]
+                raise problem(f"There is no group '{name}' in the source tenant.",
+                              "No mail-enabled security group has this name.",
+                              "Choose one of: " + (", ".join(candidates) or "(none yet)")
+                              + " — or ask xtwizard to create it.")
+        f.group = group
+        if group is not None:
+            f.members = await sx.distribution_group_members(group.identity)
+        current = {m.primary_smtp_address.lower() for m in f.members} | {m.name.lower() for m in f.members}
+        for who in self.options.members_add:
+            addr = await self._mailbox_address(sx, who)
+            if addr.lower() not in current:
+                f.member_adds.append((who, addr))
+        for who in self.options.members_remove:
+            addr = await self._mailbox_address(sx, who)
+            if addr.lower() in current:
+                f.member_removes.append((who, addr))
+        remaining = len(f.members) + len(f.member_adds) - len(f.member_removes)
+        if remaining <= 0:
+            raise problem(f"The scope group '{name}' would have no members.",
+                          "Only members of the scope group (and of groups nested in it) can be moved.",
+                          "Add the users to move (a list or a CSV of their addresses).")
+
+    @staticmethod
+    async def _group(sx: ExchangeClient, name: str) -> DistributionGroup | None:
+        try:
+            groups = await sx.distribution_groups(name)
+        except ExchangeError as exc:
+            if _is_not_found(exc):
+                return None
+            raise
+        return groups[0] if groups else None
+
+    @staticmethod
+    async def _entra_group(sg: GraphClient, name: str) -> dict[str, Any] | None:
+        literal = "'" + name.replace("'", "''") + "'"
+        answers = await sg.batch([{"url": f"/groups?$filter=displayName eq {literal}"
+                                          "&$select=id,displayName,mailEnabled,securityEnabled,groupTypes"}])
+        body = answers[0].body if answers else None
+        values = body.get("value") if isinstance(body, dict) else None
+        return dict(values[0]) if isinstance(values, list) and values else None
+
+    @staticmethod
+    async def _mailbox_address(sx: ExchangeClient, who: str) -> str:
+        try:
+            found = await sx.mailboxes(who)
+        except ExchangeError as exc:
+            if _is_not_found(exc):
+                raise problem(f"There is no mailbox '{who}' in the source tenant.",
+                              "Only mailboxes can be added to the scope group for a move.",
+                              "Check the address (a typo?) or remove it from the list.") from None
+            raise
+        return found[0].primary_smtp_address
+
+    # --- plan -----------------------------------------------------------------------------------------------
+    async def plan(self) -> Plan:
+        return self._plan(await self.inspect())
+
+    def _credential_state(self, f: Facts) -> tuple[str, str]:
+        """(state, detail) of the client secret: ok / missing / expiring / unknown."""
+        rec = self.journal.known().get("secret")
+        endpoint_rec = self.journal.known().get("endpoint")
+        if f.app is None or rec is None:
+            return "missing", "no client secret made by xtwizard yet"
+        key_id = str(rec.get("keyId", ""))
+        cred = next((p for p in f.app.password_credentials if p.key_id == key_id), None)
+        if cred is None:
+            return "missing", "the client secret xtwizard made was removed from the app"
+        end = _parse_time(cred.end_date_time)
+        window_end = self.now() + datetime.timedelta(days=self.options.migration_window_days)
+        if end is not None and end <= self.now():
+            return "missing", f"the client secret expired on {end:%Y-%m-%d}"
+        if key_id in self._secrets:
+            return "ok", "in memory"
+        if endpoint_rec and endpoint_rec.get("usesKeyId") == key_id:
+            if end is not None and end < window_end:
+                return "expiring", f"the client secret expires on {end:%Y-%m-%d}, within the migration window"
+            return "ok", "used by the endpoint"
+        return "missing", "the client secret is not kept by xtwizard (it is never saved), so a new one is needed"
+
+    def _plan(self, f: Facts) -> Plan:
+        ch: list[Change] = []
+        warnings: list[str] = []
+        known = self.journal.known()
+        name = self.app_name(f)
+
+        # a. app
+        if f.app is None:
+            ch.append(Change("target", "migration-app", "create", "app",
+                             f"Create the multitenant app registration '{name}' with the Exchange permission "
+                             "Mailbox.Migration and the redirect https://office.com",
+                             after={"signInAudience": MULTITENANT, "redirectUris": [REDIRECT_URI]}))
+        else:
+            before, after = self._app_drift(f)
+            if after:
+                ch.append(Change("target", "migration-app", "update", "app",
+                                 f"Update the app '{f.app.display_name}' ({f.app.app_id})", before, after))
+            else:
+                ch.append(Change("target", "migration-app", "keep" if "app" in known else "adopt", "app",
+                                 f"App '{f.app.display_name}' ({f.app.app_id}) is in place"))
+        if f.target_sp is None:
+            ch.append(Change("target", "migration-app", "create", "target-sp",
+                             "Create the app's service principal (enterprise application) in the target"))
+        if f.target_grant is None:
+            ch.append(Change("target", "migration-app", "create", "target-grant",
+                             "Grant admin consent in the target: Mailbox.Migration on Office 365 Exchange Online"))
+
+        # b. credential
+        state, detail = self._credential_state(f)
+        _, endpoint_drift = self._endpoint_drift(f)
+        ours = "usesKeyId" in known.get("endpoint", {})
+        needs_secret = state != "ok" and (f.endpoint is None or bool(endpoint_drift) or ours)
+        if state == "expiring":
+            warnings.append(detail + ": a new secret is added and the endpoint updated.")
+        if needs_secret:
+            ch.append(Change("target", "credential", "create", "secret",
+                             f"Add a client secret valid for {self.options.migration_window_days + 30} days "
+                             f"({detail}); it stays in memory only and goes straight to the endpoint"))
+
+        # c. source consent
+        by_api = self.options.consent_by_api if self.options.consent_by_api is not None else f.source_can_consent
+        if f.source_sp is None or f.source_grant is None:
+            if by_api:
+                if f.source_sp is None:
+                    ch.append(Change("source", "source-consent", "create", "source-sp",
+                                     f"Consent to the app in {f.source_name}: create its service principal"))
+                ch.append(Change("source", "source-consent", "create", "source-grant",
+                                 f"Consent in {f.source_name}: grant Mailbox.Migration to the app"))
+            else:
+                ch.append(Change("source", "source-consent", "wait", "source-consent",
+                                 f"An admin of {f.source_name} approves the app with the consent link (source admin "
+                                 "kit)"))
+
+        # d. target Exchange
+        if f.dehydrated:
+            ch.append(Change("target", "target-exchange", "update", "org-customization",
+                             "Enable organization customization in the target's Exchange Online (it is dehydrated)",
+                             {"IsDehydrated": True}, {"IsDehydrated": False}))
+        ep_name = self.endpoint_name(f)
+        if f.endpoint is None:
+            ch.append(Change("target", "target-exchange", "create", "endpoint",
+                             f"Create the migration endpoint '{ep_name}' to {f.source_domain}",
+                             after=self._endpoint_wanted(f)))
+        else:
+            before, after = self._endpoint_drift(f)
+            secret_change = any(c.key == "secret" for c in ch)
+            if after or secret_change:
+                ch.append(Change("target", "target-exchange", "update", "endpoint",
+                                 f"Update the migration endpoint '{f.endpoint.identity}'"
+                                 + (" with the new client secret" if secret_change else ""), before, after))
+            else:
+                ch.append(Change("target", "target-exchange", "keep" if "endpoint" in known else "adopt", "endpoint",
+                                 f"Migration endpoint '{f.endpoint.identity}' is in place"))
+        ch.extend(self._relationship_changes(f, "target"))
+
+        # e. source Exchange
+        if f.group is None:
+            ch.append(Change("source", "scope-group", "create", "scope-group",
+                             f"Create the mail-enabled security group '{f.group_name}' to scope the move"))
+        else:
+            ch.append(Change("source", "scope-group", "keep" if "scope-group" in known else "adopt", "scope-group",
+                             f"Scope group '{f.group.display_name or f.group.name}' ({len(f.members)} members)"))
+        for _who, addr in f.member_adds:
+            ch.append(Change("source", "scope-group", "create", f"member:{addr}",
+                             f"Add {addr} to the scope group"))
+        for _who, addr in f.member_removes:
+            ch.append(Change("source", "scope-group", "remove", f"member:{addr}",
+                             f"Remove {addr} from the scope group"))
+        ch.extend(self._relationship_changes(f, "source"))
+        return Plan(ch, warnings)
+
+    def _app_drift(self, f: Facts) -> tuple[dict[str, Any], dict[str, Any]]:
+        assert f.app is not None
+        before: dict[str, Any] = {}
+        after: dict[str, Any] = {}
+        if f.app.sign_in_audience != MULTITENANT and f.app.sign_in_audience != "AzureADandPersonalMicrosoftAccount":
+            before["signInAudience"], after["signInAudience"] = f.app.sign_in_audience, MULTITENANT
+        if REDIRECT_URI not in f.app.redirect_uris:
+            before["redirectUris"] = list(f.app.redirect_uris)
+            after["redirectUris"] = [*f.app.redirect_uris, REDIRECT_URI]
+        if not self._has_role(f.app, f.role_id):
+            before["requiredResourceAccess"] = ["(no Mailbox.Migration)"]
+            after["requiredResourceAccess"] = ["Office 365 Exchange Online: Mailbox.Migration (application)"]
+        return before, after
+
+    @staticmethod
+    def _has_role(app: Application, role_id: str) -> bool:
+        for r in app.required_resource_access:
+            if str(r.get("resourceAppId", "")).lower() != EXCHANGE_APP_ID:
+                continue
+            if any(str(a.get("id", "")).lower() == role_id.lower() and a.get("type") == "Role"
+                   for a in r.get("resourceAccess") or []):
+                return True
+        return False
+
+    def _endpoint_wanted(self, f: Facts) -> dict[str, Any]:
+        return {"RemoteServer": self.ctx.endpoints.exchange_remote_server, "RemoteTenant": f.source_domain,
+                "ApplicationId": f.app.app_id if f.app else "(the new app)"}
+
+    def _endpoint_drift(self, f: Facts) -> tuple[dict[str, Any], dict[str, Any]]:
+        e = f.endpoint
+        if e is None:
+            return {}, {}
+        want = self._endpoint_wanted(f)
+        have = {"RemoteServer": e.remote_server, "RemoteTenant": e.remote_tenant, "ApplicationId": e.application_id}
+        before = {k: have[k] for k in want if str(have[k]).lower() != str(want[k]).lower()}
+        return before, {k: want[k] for k in before}
+
+    def _relationship_changes(self, f: Facts, side: str) -> list[Change]:
+        known = self.journal.known()
+        key = f"{side}-rel"
+        rel = f.target_rel if side == "target" else f.source_rel
+        partner_id = f.source_id if side == "target" else f.target_id
+        partner = f.source_name if side == "target" else f.target_name
+        partner_domain = f.source_domain if side == "target" else f.target_domain
+        capability = "Inbound" if side == "target" else "RemoteOutbound"
+        step = "target-exchange" if side == "target" else "source-exchange"
+        if rel is None:
+            after: dict[str, Any] = {"DomainNames": [partner_id], "MailboxMoveEnabled": True,
+                                     "MailboxMoveCapability": [capability]}
+            if side == "source":
+                after["OAuthApplicationId"] = f.app.app_id if f.app else "(the new app)"
+                after["MailboxMovePublishedScopes"] = [f.group_name]
+            return [Change(side, step, "create", key,
+                           f"Create the organization relationship '{self.relationship_name(partner_domain)}' to "
+                           f"{partner} ({partner_id}) allowing {capability} moves", after=after)]
+        before, after = self.relationship_drift(f, side, rel)
+        if after:
+            return [Change(side, step, "update", key, f"Update the organization relationship '{rel.name}' to {partner}",
+                           before, after)]
+        return [Change(side, step, "keep" if key in known else "adopt", key,
+                       f"Organization relationship '{rel.name}' to {partner} allows {capability} moves")]
+
+    @staticmethod
+    def relationship_drift(f: Facts, side: str, rel: OrganizationRelationship
+                           ) -> tuple[dict[str, Any], dict[str, Any]]:
+        partner_id = f.source_id if side == "target" else f.target_id
+        capability = "Inbound" if side == "target" else "RemoteOutbound"
+        before: dict[str, Any] = {}
+        after: dict[str, Any] = {}
+        if not rel.names_tenant(partner_id):
+            before["DomainNames"] = list(rel.domain_names)
+            after["DomainNames"] = [*rel.domain_names, partner_id]
+        if not rel.enabled:
+            before["Enabled"], after["Enabled"] = False, True
+        if not rel.mailbox_move_enabled:
+            before["MailboxMoveEnabled"], after["MailboxMoveEnabled"] = False, True
+        if not rel.has_capability(capability):
+            before["MailboxMoveCapability"] = list(rel.mailbox_move_capabilities)
+            after["MailboxMoveCapability"] = [*rel.mailbox_move_capabilities, capability]
+        if side == "source":
+            app_id = f.app.app_id if f.app else "(the new app)"
+            if rel.oauth_application_id.lower() != app_id.lower():
+                before["OAuthApplicationId"], after["OAuthApplicationId"] = rel.oauth_application_id, app_id
+            if _low(rel.mailbox_move_published_scopes) != {f.group_name.lower()} and not (
+                    f.group is not None and _low(rel.mailbox_move_published_scopes)
+                    == {f.group.name.lower()}):
+                before["MailboxMovePublishedScopes"] = list(rel.mailbox_move_published_scopes)
+                after["MailboxMovePublishedScopes"] = [f.group.name if f.group else f.group_name]
+        return before, after
+
+    # --- apply ----------------------------------------------------------------------------------------------
+    async def apply(self, progress: Progress | None = None, cancel: threading.Event | None = None,
+                    *, max_changes: int = 60) -> ApplyResult:
+        """Converge: inspect, execute the first pending change, repeat until nothing is pending.
+
+        Cancel is honoured between changes (never in the middle of one)."""
+        result = ApplyResult()
+        await self._close_unfinished()
+        total = 0
+        repeated: dict[str, int] = {}
+        for _ in range(max_changes):
+            plan = await self.plan()
+            result.warnings = list(plan.warnings)
+            pending = plan.pending
+            total = max(total, len(result.done) + len(pending))
+            if not pending:
+                if plan.waiting:
+                    raise SetupProblem(self.consent_pending_problem())
+                return result
+            if cancel is not None and cancel.is_set():
+                result.cancelled = True
+                return result
+            change = pending[0]
+            tag = change.key + change.kind
+            repeated[tag] = repeated.get(tag, 0) + 1
+            if repeated[tag] > 3:
+                raise problem(f"A change did not take effect: {change.line}.",
+                              "The service accepted it, but reading it back does not show it.",
+                              "Wait a few minutes (directory replication) and run the setup again.", retryable=True)
+            if progress is not None:
+                progress(len(result.done), total, change.line)
+            await self._execute(change)
+            result.done.append(change)
+        raise problem("The setup did not finish.", "More changes were needed than expected.",
+                      "Run the setup again; if it repeats, send the journal to your IT contact.")
+
+    async def _close_unfinished(self) -> None:
+        """Intents a crash left open: record what the tenants now show (the object exists, or it does not)."""
+        open_ = self.journal.unfinished()
+        if not open_:
+            return
+        f = await self.inspect()
+        for e in open_:
+            key = str(e.target.get("key"))
+            found = self._found_for(f, key, e.target)
+            self.journal.finish(e.op, ok=found is not None, target={**e.target, **(found or {})},
+                                detail={"resolved": "on resume: " + ("found in the tenant" if found is not None
+                                                                     else "not in the tenant")})
+
+    def _found_for(self, f: Facts, key: str, target: dict[str, Any]) -> dict[str, Any] | None:
+        if key == "app" and f.app is not None:
+            return {"id": f.app.id, "appId": f.app.app_id, "name": f.app.display_name}
+        if key == "target-sp" and f.target_sp is not None:
+            return {"id": f.target_sp.id}
+        if key == "target-grant" and f.target_grant is not None:
+            return {"id": f.target_grant.id}
+        if key == "source-sp" and f.source_sp is not None:
+            return {"id": f.source_sp.id}
+        if key == "source-grant" and f.source_grant is not None:
+            return {"id": f.source_grant.id}
+        if key == "secret" and f.app is not None:
+            cred = next((p for p in f.app.password_credentials if p.display_name == target.get("name")), None)
+            return {"keyId": cred.key_id, "orphan": True} if cred is not None else None
+        if key == "org-customization":
+            return {} if not f.dehydrated else None
+        if key == "endpoint" and f.endpoint is not None:
+            return {"name": f.endpoint.identity}
+        if key in ("target-rel", "source-rel"):
+            rel = f.target_rel if key == "target-rel" else f.source_rel
+            if rel is not None and rel.name.lower() == str(target.get("name", "")).lower():
+                return {"name": rel.name}
+            return None
+        if key == "scope-group" and f.group is not None:
+            return {"name": f.group.name}
+        if key.startswith("member:"):
+            addr = key.split(":", 1)[1].lower()
+            present = any(m.primary_smtp_address.lower() == addr for m in f.members)
+            return {} if present == (target.get("op") != "remove") else None
+        return None
+
+    async def _execute(self, c: Change) -> None:
+        f = self.facts
+        assert f is not None
+        action = {"create": "create", "update": "update", "remove": "remove"}[c.kind]
+        name = self._object_name(f, c)
+        target: dict[str, Any] = {"key": c.key, "type": c.key.split(":")[0], "name": name}
+        if c.key.startswith("member:"):
+            target["op"] = c.kind
+        detail: dict[str, Any] = {"line": c.line}
+        if c.kind == "update":
+            detail = {"line": c.line, "before": c.before, "after": c.after}
+        op = self.journal.begin(c.tenant, c.step, f"{action} {c.key.split(':')[0]}", target, detail)
+        try:
+            done = await self._do(f, c, name)
+        except ServiceError as exc:
+            self.journal.finish(op, ok=False, detail={"error": str(exc)[:500]})
+            raise SetupProblem(explain_setup(exc, c)) from None
+        except SetupProblem as exc:
+            self.journal.finish(op, ok=False, detail={"error": exc.problem.what})
+            raise
+        self.journal.finish(op, ok=True, target={**target, **done})
+
+    def _object_name(self, f: Facts, c: Change) -> str:
+        if c.key == "app":
+            return f.app.display_name if f.app is not None else self.app_name(f)
+        if c.key == "secret":
+            return f"xtwizard {self.now():%Y%m%d%H%M%S%f}"
+        if c.key == "endpoint":
+            return f.endpoint.identity if f.endpoint is not None else self.endpoint_name(f)
+        if c.key == "target-rel":
+            return f.target_rel.name if f.target_rel is not None else self.relationship_name(f.source_domain)
+        if c.key == "source-rel":
+            return f.source_rel.name if f.source_rel is not None else self.relationship_name(f.target_domain)
+        if c.key == "scope-group":
+            return f.group_name
+        if c.key.startswith("member:"):
+            return c.key.split(":", 1)[1]
+        return c.key
+
+    async def _do(self, f: Facts, c: Change, name: str) -> dict[str, Any]:
+        tg, sg = self.ctx.graph("target"), self.ctx.graph("source")
+        tx, sx = self.ctx.exchange("target"), self.ctx.exchange("source")
+        if c.key == "app":
+            rra = [{"resourceAppId": EXCHANGE_APP_ID, "resourceAccess": [{"id": f.role_id, "type": "Role"}]}]
+            if c.kind == "create":
+                app = await tg.create_application({"displayName": name, "signInAudience": MULTITENANT,
+                                                   "web": {"redirectUris": [REDIRECT_URI]},
+                                                   "requiredResourceAccess": rra})
+                return {"id": app.id, "appId": app.app_id}
+            assert f.app is not None
+            changes: dict[str, Any] = {}
+            if "signInAudience" in c.after:
+                changes["signInAudience"] = MULTITENANT
+            if "redirectUris" in c.after:
+                changes["web"] = {"redirectUris": c.after["redirectUris"]}
+            if "requiredResourceAccess" in c.after:
+                others = [dict(r) for r in f.app.required_resource_access
+                          if str(r.get("resourceAppId", "")).lower() != EXCHANGE_APP_ID]
+                exo = next((dict(r) for r in f.app.required_resource_access
+                            if str(r.get("resourceAppId", "")).lower() == EXCHANGE_APP_ID), None)
+                access = list((exo or {}).get("resourceAccess") or []) + [{"id": f.role_id, "type": "Role"}]
+                changes["requiredResourceAccess"] = [*others, {"resourceAppId": EXCHANGE_APP_ID,
+                                                               "resourceAccess": access}]
+            await tg.update_application(f.app.id, changes)
+            return {"id": f.app.id, "appId": f.app.app_id}
+        if c.key == "target-sp":
+            assert f.app is not None
+            app_id = f.app.app_id
+            sp = await self._retry_replication(lambda: tg.create_service_principal(app_id), _not_replicated)
+            return {"id": sp.id}
+        if c.key == "target-grant":
+            assert f.target_sp is not None and f.exo_sp_target is not None
+            exo_id, sp_id = f.exo_sp_target.id, f.target_sp.id
+            grant = await self._retry_replication(lambda: tg.grant_app_role(exo_id, sp_id, f.role_id),
+                                                  _not_replicated)
+            return {"id": grant.id}
+        if c.key == "secret":
+            assert f.app is not None
+            end = self.now() + datetime.timedelta(days=self.options.migration_window_days + 30)
+            new = await tg.add_password(f.app.id, name, end_date_time=end.strftime("%Y-%m-%dT%H:%M:%SZ"))
+            self._secrets[new.key_id] = new.secret_text
+            self.project_setup["expiry"] = {"mode": "secret", "keyId": new.key_id,
+                                                "expires": new.end_date_time or end.isoformat()}
+            self.ctx.project.save()
+            return {"keyId": new.key_id, "expires": new.end_date_time or ""}
+        if c.key in ("source-sp", "source-grant"):
+            return await self._source_consent(f, sg, c.key)
+        if c.key == "org-customization":
+            try:
+                await tx.enable_organization_customization()
+            except ExchangeError as exc:
+                if "not required" not in exc.message:  # already hydrated (by someone else meanwhile)
+                    raise
+            return {}
+        if c.key == "endpoint":
+            return await self._endpoint(f, tx, c, name)
+        if c.key in ("target-rel", "source-rel"):
+            return await self._relationship(f, tx if c.key == "target-rel" else sx, c, name)
+        if c.key == "scope-group":
+            alias = re.sub(r"[^A-Za-z0-9]", "", name)[:64] or "MigrationScope"
+            await sx.invoke("New-DistributionGroup", {"Name": name, "Type": "Security", "Alias": alias})
+            return {"name": name}
+        if c.key.startswith("member:"):
+            assert f.group is not None
+            cmd = "Add-DistributionGroupMember" if c.kind == "create" else "Remove-DistributionGroupMember"
+            params: dict[str, Any] = {"Identity": f.group.identity, "Member": name}
+            if c.kind == "remove":
+                params["Confirm"] = False
+            await sx.invoke(cmd, params)
+            return {"group": f.group.name}
+        raise AssertionError(c.key)
+
+    async def _source_consent(self, f: Facts, sg: GraphClient, key: str) -> dict[str, Any]:
+        assert f.app is not None
+        app_id = f.app.app_id
+        if key == "source-sp":
+            sp = await self._retry_replication(lambda: sg.create_service_principal(app_id), _not_replicated)
+            return {"id": sp.id}
+        if f.exo_sp_source is None:
+            raise problem("Exchange Online is not set up in the source tenant.",
+                          "The source has no service principal for Office 365 Exchange Online.",
+                          "Make sure the source has Exchange Online, then try again.")
+        assert f.source_sp is not None
+        exo_id, sp_id = f.exo_sp_source.id, f.source_sp.id
+        role = f.exo_sp_source.app_role(MAILBOX_MIGRATION)
+        role_id = role.id if role is not None else f.role_id
+        grant = await self._retry_replication(lambda: sg.grant_app_role(exo_id, sp_id, role_id), _not_replicated)
+        return {"id": grant.id}
+
+    def _usable_secret(self) -> tuple[str, str]:
+        rec = self.journal.known().get("secret") or {}
+        key_id = str(rec.get("keyId", ""))
+        secret = self._secrets.get(key_id)
+        if not secret:
+            raise problem("The client secret is not available.",
+                          "xtwizard never saves the secret, and this run did not create one.",
+                          "Run the setup again: it adds a new secret and passes it to the endpoint.", retryable=True)
+        return key_id, secret
+
+    async def _endpoint(self, f: Facts, tx: ExchangeClient, c: Change, name: str) -> dict[str, Any]:
+        assert f.app is not None
+        app_id = f.app.app_id
+        key_id, secret = self._usable_secret() if (c.kind == "create" or "secret" in c.line) else ("", "")
+        if c.kind == "create":
+            async def create() -> MigrationEndpoint:
+                return await tx.new_migration_endpoint(name, remote_tenant=f.source_domain, application_id=app_id,
+                                                       secret=secret)
+            await self._retry_replication(create, _consent_not_replicated)
+        else:
+            params: dict[str, Any] = {"Identity": name, "ApplicationId": app_id, "RemoteTenant": f.source_domain,
+                                      "RemoteServer": self.ctx.endpoints.exchange_remote_server}
+            if secret:
+                params["Credentials"] = encode_credential(app_id, secret)
+
+            async def update() -> Any:
+                return await tx.invoke("Set-MigrationEndpoint", params)
+            await self._retry_replication(update, _consent_not_replicated)
+        out: dict[str, Any] = {"name": name, "applicationId": app_id}
+        if key_id:
+            out["usesKeyId"] = key_id
+        return out
+
+    async def _relationship(self, f: Facts, x: ExchangeClient, c: Change, name: str) -> dict[str, Any]:
+        side = "target" if c.key == "target-rel" else "source"
+        if c.kind == "create":
+            assert f.app is not None or side == "target"
+            if side == "target":
+                await x.new_organization_relationship(name, [f.source_id], capabilities=["Inbound"])
+            else:
+                assert f.app is not None and f.group is not None
+                await x.new_organization_relationship(name, [f.target_id], capabilities=["RemoteOutbound"],
+                                                      oauth_application_id=f.app.app_id,
+                                                      published_scopes=[f.group.name])
+            return {"name": name}
+        rel = f.target_rel if side == "target" else f.source_rel
+        assert rel is not None
+        before, after = self.relationship_drift(f, side, rel)
+        params: dict[str, Any] = {}
+        if "DomainNames" in after:
+            params["DomainNames"] = hashtable(add=[f.source_id if side == "target" else f.target_id])
+        if "Enabled" in after:
+            params["Enabled"] = True
+        if "MailboxMoveEnabled" in after:
+            params["MailboxMoveEnabled"] = True
+        if "MailboxMoveCapability" in after:
+            params["MailboxMoveCapability"] = ", ".join(after["MailboxMoveCapability"])
+        if "OAuthApplicationId" in after:
+            assert f.app is not None
+            params["OAuthApplicationId"] = f.app.app_id
+        if "MailboxMovePublishedScopes" in after:
+            assert f.group is not None
+            params["MailboxMovePublishedScopes"] = [f.group.name]
+        await x.set_organization_relationship(rel.identity or rel.name, params)
+        return {"name": rel.name}
+
+    # --- consent kit ----------------------------------------------------------------------------------------
+    def consent_url(self, f: Facts | None = None) -> str:
+        f = f or self.facts
+        assert f is not None and f.app is not None
+        return self.ctx.endpoints.admin_consent_url(f.source_domain, f.app.app_id, REDIRECT_URI)
+
+    def source_admin_kit(self, f: Facts | None = None) -> str:
+        """Copyable text for the source tenant's admin: the link, what they approve and why, what next."""
+        f = f or self.facts
+        assert f is not None
+        if f.app is None:
+            return "The migration app does not exist yet: run the setup in the target first."
+        return "\n".join([
+            f"Mailbox move from {f.source_name} to {f.target_name}: approval needed",
+            "",
+            f"{f.target_name} is moving mailboxes out of {f.source_name} ({f.source_domain}) with Microsoft's",
+            "cross-tenant mailbox migration. Microsoft's service needs the approval of a Global Administrator",
+            f"of {f.source_name} for the migration app of {f.target_name}.",
+            "",
+            "1. Open this link and sign in with a Global Administrator account of the source tenant:",
+            f"   {self.consent_url(f)}",
+            f"2. Check that the app is '{f.app.display_name}' (application ID {f.app.app_id}), published",
+            f"   by {f.target_name}, and that it asks for one permission: \"Move mailboxes between",
+            "   organizations\" (Office 365 Exchange Online, Mailbox.Migration).",
+            "3. Press Accept. The browser then opens office.com: that is expected.",
+            "",
+            "What it allows: Microsoft's migration service may read the mailboxes that you put in the scope",
+            "group (a mail-enabled security group) and copy them to the target. No other mailbox is reachable,",
+            "and you can remove the approval at any time in Entra admin center > Enterprise applications.",
+            "",
+            f"Then tell {f.target_name}'s admin; they press Verify. Approval can take a few minutes to show.",
+        ])
+
+    def consent_pending_problem(self) -> Problem:
+        f = self.facts
+        kit = self.source_admin_kit(f) if f is not None else ""
+        return Problem("The source tenant has not approved the migration app yet.",
+                       "Only an administrator of the source tenant can consent to the app; the signed-in source "
+                       "account cannot (or consenting by xtwizard was turned off). Consent that was just given can "
+                       "take a few minutes to replicate.",
+                       "Send the source admin kit to the source's Global Administrator, wait for their answer, "
+                       "then run the setup again (or press Verify).", kit, retryable=True)
+
+    # --- verify ---------------------------------------------------------------------------------------------
+    async def verify(self) -> list[Check]:
+        try:
+            return await self._verify()
+        except ServiceError as exc:
+            raise SetupProblem(explain_setup(exc)) from None
+
+    async def _verify(self) -> list[Check]:
+        f = await self._inspect()
+        out: list[Check] = []
+
+        def check(tenant: str, name: str, ok: bool, message: str, fix: str = "", warning: bool = False) -> None:
+            out.append(Check(tenant, name, ok, message, fix, warning))
+
+        # Application (VerifySetup: Verify-Application), both sides
+        app = f.app
+        check("target", "Application", app is not None,
+              f"'{app.display_name}' ({app.app_id})" if app else "the migration app is not registered",
+              "Run the setup: it creates the app.")
+        if app is None:
+            return out
+        check("target", "Multitenant", app.sign_in_audience in (MULTITENANT, "AzureADandPersonalMicrosoftAccount"),
+              f"sign-in audience {app.sign_in_audience}", "Run the setup: it makes the app multitenant.")
+        check("target", "Redirect URI", REDIRECT_URI in app.redirect_uris, ", ".join(app.redirect_uris) or "(none)",
+              "Run the setup: it adds https://office.com.")
+        check("target", "Service principal", f.target_sp is not None,
+              "present" if f.target_sp else "missing", "Run the setup.")
+        if f.target_sp is not None:
+            owner = (f.target_sp.app_owner_organization_id or "").lower()
+            check("target", "App owner", owner == f.target_id.lower(),
+                  f"owned by {owner or '(unknown)'}; the app used for migration must be owned by the target",
+                  "Use an app registered in the target tenant.")
+        check("target", "Mailbox.Migration consented", f.target_grant is not None,
+              "granted by an administrator" if f.target_grant else "not granted",
+              "Run the setup: it grants admin consent in the target.")
+        check("source", "Service principal (consent)", f.source_sp is not None,
+              "the app is known in the source" if f.source_sp else "the source has not consented yet",
+              "Send the source admin kit, or sign in to the source as a Global Administrator and run the setup.")
+        if f.source_sp is not None:
+            owner = (f.source_sp.app_owner_organization_id or "").lower()
+            check("source", "App owner", owner == f.target_id.lower(),
+                  f"owned by {owner or '(unknown)'} (must be the target tenant {f.target_id})",
+                  "The source consented to another app; consent to the target's migration app.")
+        check("source", "Mailbox.Migration consented", f.source_grant is not None,
+              "granted" if f.source_grant else "not granted (or not yet replicated)",
+              "Have the source admin open the consent link, wait a few minutes, then verify again.")
+        # Credential
+        state, detail = self._credential_state(f)
+        adopted = f.endpoint is not None and "usesKeyId" not in self.journal.known().get("endpoint", {})
+        check("target", "Client secret", state == "ok" or adopted,
+              detail if not adopted else "the endpoint was adopted with its own credential (tested below)",
+              "Run the setup: it adds a new secret and updates the endpoint.", warning=state == "expiring")
+        # Migration endpoint (Verify-MigrationEndpoint)
+        e = f.endpoint
+        check("target", "Migration endpoint", e is not None, e.identity if e else "missing", "Run the setup.")
+        if e is not None:
+            check("target", "Endpoint application", e.application_id.lower() == app.app_id.lower(),
+                  f"ApplicationId {e.application_id}", "Run the setup: it updates the endpoint.")
+            check("target", "Endpoint remote tenant", e.remote_tenant.lower() == f.source_domain.lower(),
+                  f"expected {f.source_domain}, found {e.remote_tenant}", "Run the setup: it updates the endpoint.")
+            check("target", "Endpoint is remote", e.is_remote or e.endpoint_type.lower() == "exchangeremotemove",
+                  f"IsRemote {e.is_remote}", "Recreate the endpoint with -ExchangeRemoteMove.")
+        # Organization relationships, capabilities by membership
+        for side, rel, cap in (("target", f.target_rel, "Inbound"), ("source", f.source_rel, "RemoteOutbound")):
+            partner = f.source_id if side == "target" else f.target_id
+            check(side, "Organization relationship", rel is not None and rel.names_tenant(partner),
+                  f"'{rel.name}' names {partner}" if rel is not None and rel.names_tenant(partner)
+                  else f"no relationship names {partner}", "Run the setup.")
+            if rel is None:
+                continue
+            check(side, "Relationship enabled", rel.enabled and rel.mailbox_move_enabled,
+                  f"Enabled {rel.enabled}, MailboxMoveEnabled {rel.mailbox_move_enabled}", "Run the setup.")
+            check(side, f"MailboxMoveCapability has {cap}", rel.has_capability(cap),
+                  ", ".join(rel.mailbox_move_capabilities) or "None", "Run the setup: it adds the capability.")
+            if side == "source":
+                check("source", "OAuthApplicationId", rel.oauth_application_id.lower() == app.app_id.lower(),
+                      f"expected {app.app_id}, found {rel.oauth_application_id or '(none)'}", "Run the setup.")
+                scopes = rel.mailbox_move_published_scopes
+                check("source", "Scope group", len(scopes) == 1,
+                      ", ".join(scopes) if scopes else "no MailboxMovePublishedScopes",
+                      "Choose one mail-enabled security group and run the setup.")
+        if f.group is not None:
+            check("source", "Scope group members", bool(f.members), f"{len(f.members)} member(s) in '{f.group.name}'",
+                  "Add the users to move to the group.")
+        # Test-MigrationServerAvailability
+        if e is not None:
+            try:
+                avail = await self.ctx.exchange("target").test_migration_server_availability(
+                    e.identity, self.options.test_mailuser)
+            except ExchangeError as exc:
+                check("target", "Test-MigrationServerAvailability", False, str(exc),
+                      "Check the test MailUser's address." if self.options.test_mailuser else "Run the setup.")
+            else:
+                who = f" for {self.options.test_mailuser}" if self.options.test_mailuser else ""
+                check("target", "Test-MigrationServerAvailability" + who, avail.ok,
+                      avail.result + (f": {avail.message} {avail.error_detail}".rstrip() if not avail.ok else ""),
+                      "Read the message: it names the missing piece (consent, relationship, credential, user).")
+        return out
+
+
+# --- error mapping --------------------------------------------------------------------------------------------
+def _not_replicated(exc: ServiceError) -> bool:
+    text = exc.message.lower()
+    return exc.status in (400, 404) and ("does not reference a valid application object" in text
+                                         or "does not exist" in text)
+
+
+def _consent_not_replicated(exc: ServiceError) -> bool:
+    return isinstance(exc, ExchangeError) and "AADSTS700016" in exc.message
+
+
+def explain_setup(exc: ServiceError, change: Change | None = None) -> Problem:
+    """Setup-specific explanations of service errors; everything else falls back to `explain`."""
+    text = exc.message
+    details = f"{exc.__class__.__name__} {exc.status} {exc.code} request-id={exc.request_id}\n{exc}"
+    doing = f" while doing: {change.line}" if change is not None else ""
+    if isinstance(exc, ExchangeError):
+        if "AADSTS700016" in text:
+            return Problem("Exchange could not reach the source tenant with the migration app" + doing + ".",
+                           "The source admin has not consented to the app yet, or the consent has not replicated "
+                           "(it can take several minutes).",
+                           "Send the source admin kit; once they accepted, wait a few minutes and run the setup "
+                           "again.", details)
+        if "AADSTS7000215" in text or "AADSTS7000222" in text:
+            return Problem("Exchange refused the app's client secret" + doing + ".",
+                           "The secret is wrong, was removed, or has expired.",
+                           "Run the setup again: it adds a new secret and updates the endpoint.", details)
+        if "resource tenant and the accessing tenant cannot be equal" in text:
+            return Problem("The endpoint points at the target itself.",
+                           "RemoteTenant must be the source tenant's domain.",
+                           "Check that the source and target sign-ins are the right way round.", details, False)
+        if "MaximumConcurrentMigrationLimitExceeded" in exc.short_type:
+            return Problem("The target's migration endpoints allow too many concurrent migrations together.",
+                           "The sum of MaxConcurrentMigrations over all endpoints exceeds the tenant's limit.",
+                           "Lower MaxConcurrentMigrations of another endpoint or remove an old one, then retry.",
+                           details)
+        if exc.short_type == "InvalidOperationInDehydratedContextException":
+            return Problem("Exchange Online in this tenant is not yet customizable (dehydrated).",
+                           "New organization relationships need Enable-OrganizationCustomization first.",
+                           "Run the setup again: it enables customization first.", details)
+        if exc.short_type == "CmdletAccessDeniedException" or exc.status == 403:
+            return Problem("Exchange refused the change: the signed-in admin lacks an Exchange role" + doing + ".",
+                           text, "Sign in with a Global Administrator or Exchange Administrator.", details)
+        if "maximum number of concurrent requests" in text.lower() or exc.status in (429, 503):
+            return Problem("Exchange Online is busy (throttling).", text,
+                           "Wait a minute and run the setup again; nothing is duplicated.", details)
+    if isinstance(exc, GraphError):
+        if exc.code == "Authorization_RequestDenied" or exc.status == 403:
+            return Problem("Microsoft Graph refused the change: the signed-in admin lacks a role" + doing + ".",
+                           text, "Sign in with a Global Administrator (or Application Administrator for the app, "
+                                 "Privileged Role Administrator for consent).", details)
+        if "does not reference a valid application object" in text:
+            return Problem("The source tenant cannot see the migration app yet.",
+                           "The app was just created in the target; directory replication can take minutes.",
+                           "Wait a few minutes and run the setup again.", details)
+    generic = explain(exc)
+    return Problem(generic.what if not doing else f"{generic.what.rstrip('.')}{doing}.", generic.why, generic.fix,
+                   generic.details, generic.retryable)
