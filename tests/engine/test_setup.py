@@ -29,3 +29,106 @@ def test_secret_mode_end_to_end(sandbox: Any, tmp_path: Path) -> None:
         print(c.text())
     assert [c for c in out["checks"] if not c.ok and not c.warning] == []
     assert out["after"].is_empty
+
+
+def tenant_objects(sb: Any) -> str:
+    """Both tenants' directory and Exchange objects, for "nothing changed" comparisons."""
+    import json
+
+    out = {}
+    for key in ("source", "target"):
+        t = sb.state.tenant(key)
+        out[key] = {name: col for name, col in t.collections.items()
+                    if name.split(".")[0] in ("applications", "servicePrincipals", "appRoleAssignments", "groups",
+                                              "exchange") and "moves" not in name}
+    return json.dumps(out, sort_keys=True, default=str)
+
+
+def _writes(sb: Any) -> list[str]:
+    """Graph requests that change a tenant (Exchange cmdlets are compared through the state)."""
+    from tests.unit.cloud_support import request_log
+
+    return [f"{r['method']} {r['path']}" for r in request_log(sb, "graph")
+            if r["method"] != "GET" and "$batch" not in str(r["path"])]
+
+
+def test_rerun_plans_nothing_and_changes_nothing(sandbox: Any, tmp_path: Path) -> None:
+    project = new_project(tmp_path)
+    run_engine(sandbox, project, SCOPE, full)
+    journal_before = project.journal_file.read_text()
+    state_before = tenant_objects(sandbox)
+    sandbox.request_log.clear()
+
+    async def again(engine: SetupEngine) -> Any:  # a new engine: the secret is no longer in memory
+        plan = await engine.plan()
+        result = await engine.apply()
+        return plan, result, await engine.verify()
+
+    plan, result, checks = run_engine(sandbox, project, SetupOptions(), again)
+    assert plan.is_empty, plan.lines()
+    assert "Nothing to change" in "\n".join(plan.lines())
+    assert result.done == []
+    assert _writes(sandbox) == []
+    assert tenant_objects(sandbox) == state_before
+    assert project.journal_file.read_text() == journal_before
+    assert all(c.ok for c in checks), [c.text() for c in checks if not c.ok]
+
+
+def test_partly_existing_configuration_is_adopted_and_only_drift_planned(sandbox: Any, tmp_path: Path) -> None:
+    """An admin made the app by hand (single-tenant, no redirect) and a target relationship without Inbound."""
+    from xtwizard.cloud.exchange import ExchangeClient
+
+    async def by_hand(engine: SetupEngine) -> Any:
+        tg = engine.ctx.graph("target")
+        app = await tg.create_application({"displayName": "Move from Northwind", "signInAudience": "AzureADMyOrg"})
+        tx: ExchangeClient = engine.ctx.exchange("target")
+        await tx.enable_organization_customization()
+        src = engine.ctx.identities["source"].tenant_id
+        await tx.new_organization_relationship("Northwind", [src], capabilities=["Outbound"])
+        return app
+
+    project = new_project(tmp_path)
+    app = run_engine(sandbox, project, SCOPE, by_hand)
+    adopt = SetupOptions(scope_groups=["Migration Wave 1"], app_id=app.app_id)
+
+    async def go(engine: SetupEngine) -> Any:
+        plan = await engine.plan()
+        await engine.apply()
+        return plan, await engine.verify()
+
+    plan, checks = run_engine(sandbox, project, adopt, go)
+    by_key = {c.key: c for c in plan.changes}
+    assert by_key["app"].kind == "update"
+    assert by_key["app"].before["signInAudience"] == "AzureADMyOrg"
+    assert by_key["app"].after["signInAudience"] == "AzureADMultipleOrgs"
+    assert by_key["app"].after["redirectUris"] == ["https://office.com"]
+    assert by_key["target-rel"].kind == "update"
+    assert by_key["target-rel"].after["MailboxMoveCapability"] == ["Outbound", "Inbound"]
+    assert "org-customization" not in by_key
+    assert all(c.ok for c in checks), [c.text() for c in checks if not c.ok]
+    # one app, capabilities added to (not replacing) the existing ones
+    tenant = sandbox.state.tenant("target")
+    apps = [a for a in tenant.col("applications").values() if a.get("appId") == app.app_id]
+    assert len(apps) == 1
+    assert sorted(tenant.collections).count("applications") == 1
+
+    async def rels(engine: SetupEngine) -> Any:
+        return await engine.ctx.exchange("target").organization_relationships()
+
+    (rel,) = run_engine(sandbox, project, adopt, rels)
+    assert rel.name == "Northwind"
+    assert {"outbound", "inbound"} == {c.lower() for c in rel.mailbox_move_capabilities}
+
+
+def test_replication_delay_is_waited_out_on_the_sandbox_clock(sandbox: Any, tmp_path: Path) -> None:
+    from tests.unit.cloud_support import control
+
+    control(sandbox, "PATCH", "/settings", {"replication_delay_seconds": 30})
+    waits: list[float] = []
+    project = new_project(tmp_path)
+    out = run_engine(sandbox, project, SCOPE, full, waits)
+    assert waits, "the engine never waited for replication"
+    assert [c for c in out["checks"] if not c.ok] == []
+    tenant = sandbox.state.tenant("target")
+    names = [a["displayName"] for a in tenant.col("applications").values()]
+    assert names.count("xtwizard migration northwindtraders to fabrikaminc") == 1
