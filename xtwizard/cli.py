@@ -62,14 +62,14 @@ def run_demo(args: argparse.Namespace) -> int:
     print(describe_demo(info), flush=True)
     try:
         if args.console or not _has_display():
+            done = threading.Event()
+            for sig in (signal.SIGINT, signal.SIGTERM):  # before saying "press Ctrl+C"
+                signal.signal(sig, lambda *_: done.set())
             if not args.console:
                 print("\nNo display found, so the wizard window cannot open; the simulated tenants keep "
                       "running here. Press Ctrl+C to stop.", flush=True)
             else:
                 print("\nPress Ctrl+C to stop.", flush=True)
-            done = threading.Event()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, lambda *_: done.set())
             done.wait()
             return 0
         from .cloud.endpoints import sandbox_endpoints
