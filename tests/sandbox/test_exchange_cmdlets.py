@@ -325,10 +325,12 @@ def test_licensing_a_mail_user_too_early_provisions_a_colliding_mailbox(sandbox,
     spb = next(k for k, v in target.col("subscribedSkus").items() if v["skuPartNumber"] == "SPB")
     # Jonas's MailUser has no ExchangeGuid yet: a licence makes Exchange provision a new mailbox
     target.user("jonas.keller@fabrikam.example")["assignedLicenses"].append({"skuId": spb, "disabledPlans": []})
+    sandbox.state.touch()  # what Graph's assignLicense does after writing
     jonas = tgt.one("Get-Recipient", Identity="jonas.keller@fabrikam.example")
     assert jonas["RecipientTypeDetails"] == "UserMailbox"
     # Mia's MailUser has the ExchangeGuid: it stays a MailUser, and the licence scrubs the non-accepted proxy
     target.user("mia.nowak@fabrikam.example")["assignedLicenses"].append({"skuId": spb, "disabledPlans": []})
+    sandbox.state.touch()
     mia = tgt.one("Get-Recipient", Identity="mia.nowak@fabrikam.example")
     assert mia["RecipientTypeDetails"] == "MailUser"
     assert "smtp:mia.nowak@northwind.example" not in mia["EmailAddresses"]
