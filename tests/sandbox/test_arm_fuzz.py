@@ -146,7 +146,8 @@ def arm_bodies(fz: Fuzz) -> st.SearchStrategy[Any]:
 ARM_ROUTES = [
     ("GET", "/subscriptions"), ("GET", "/tenants"), ("GET", "/subscriptions/{sub}"),
     ("GET", "/subscriptions/{sub}/locations"), ("GET", "/subscriptions/{sub}/operationresults/{a}"),
-    ("GET", "/subscriptions/{sub}/resourcegroups"),
+    ("GET", "/subscriptions/{sub}/resourcegroups"), ("GET", "/subscriptions/{sub}/providers/{a}"),
+    ("POST", "/subscriptions/{sub}/providers/{a}/register"),
     *[(m, "/subscriptions/{sub}/resourcegroups/{rg}") for m in ("PUT", "GET", "HEAD", "PATCH", "DELETE")],
     ("POST", "/subscriptions/{sub}/providers/Microsoft.KeyVault/checkNameAvailability"),
     ("GET", "/subscriptions/{sub}/providers/Microsoft.KeyVault/deletedVaults"),

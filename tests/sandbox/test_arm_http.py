@@ -380,3 +380,25 @@ def test_disabled_subscription_is_read_only(azure: Sandbox, client: httpx.Client
     assert r.status_code == 409 and err(r)["code"] == "ReadOnlyDisabledSubscription"
     assert client.get(url(azure, f"/subscriptions/{SUB2}"), headers=h).json()["state"] == "Disabled"
     assert client.get(url(azure, f"/subscriptions/{SUB2}/resourcegroups"), headers=h).status_code == 200
+
+
+def test_unregistered_key_vault_provider_blocks_vaults_until_registered(azure: Sandbox, client: httpx.Client) -> None:
+    t = azure.state.tenant("target")
+    assert t is not None
+    t.col("arm.subscriptions")[SUB2]["_providers"] = {"microsoft.keyvault": "NotRegistered"}
+    azure.state.settings["arm_lro_seconds"] = 30
+    r = make_vault(azure, client, "kv-unregistered", sub=SUB2)
+    assert r.status_code == 409 and err(r) == {
+        "code": "MissingSubscriptionRegistration", "details": [],
+        "message": "The subscription is not registered to use namespace 'Microsoft.KeyVault'. See "
+                   "https://aka.ms/rps-not-found for how to register subscriptions."}
+    provider = url(azure, f"/subscriptions/{SUB2}/providers/Microsoft.KeyVault")
+    assert client.get(provider, headers=arm_headers(azure)).json()["registrationState"] == "NotRegistered"
+    refused = client.post(provider.replace("?", "/register?"), headers=arm_headers(azure, READER))
+    assert refused.status_code == 403 and "Microsoft.KeyVault/register/action" in err(refused)["message"]
+    started = client.post(provider.replace("?", "/register?"), headers=arm_headers(azure))
+    assert started.status_code == 200 and started.json()["registrationState"] == "Registering"
+    client.post(azure.info["control_url"] + "/clock", json={"advance_seconds": 31}).raise_for_status()
+    assert client.get(provider, headers=arm_headers(azure)).json()["registrationState"] == "Registered"
+    assert make_vault(azure, client, "kv-unregistered", sub=SUB2).status_code == 201
+    assert "_providers" not in client.get(url(azure, f"/subscriptions/{SUB2}"), headers=arm_headers(azure)).json()

@@ -184,6 +184,8 @@ class ArmBackend(Backend):
         add("GET", s, self.get_subscription)
         add("GET", s + "/locations", self.list_locations)
         add("GET", s + "/operationresults/{op}", self.get_operation)
+        add("GET", s + "/providers/{ns}", self.get_provider)
+        add("POST", s + "/providers/{ns}/register", self.register_provider)
         add("GET", s + "/resourcegroups", self.list_groups)
         add("PUT", rg, self.put_group)
         add("GET", rg, self.get_group)
@@ -434,6 +436,53 @@ class ArmBackend(Backend):
             rows.append(row)
         return Response.json({"value": rows})
 
+    # --- resource providers ------------------------------------------------------------------------------
+    # A subscription's `_providers` {namespace (lower): "Registered"|"NotRegistered"|"Registering", ...}; a
+    # namespace not listed is Registered, so scenarios only mark the ones a story needs unregistered.
+    def _provider_state(self, sub: JSON, ns: str) -> str:
+        providers = sub.setdefault("_providers", {})
+        state = str(providers.get(ns.lower(), "Registered"))
+        if state == "Registering" and self.sb.clock.now() >= float(sub.get("_registeredAt", {}).get(ns.lower(), 0)):
+            providers[ns.lower()] = state = "Registered"
+            self.sb.state.touch()
+        return state
+
+    def _provider_json(self, sub: JSON, ns: str) -> JSON:
+        known = {"microsoft.keyvault": ("Microsoft.KeyVault", ["vaults", "deletedVaults", "checkNameAvailability",
+                                                               "locations", "operations"]),
+                 "microsoft.resources": ("Microsoft.Resources", ["subscriptions", "resourceGroups"]),
+                 "microsoft.authorization": ("Microsoft.Authorization", ["roleAssignments", "roleDefinitions"])}
+        name, types = known.get(ns.lower(), (ns, []))
+        return {"id": f"/subscriptions/{sub['subscriptionId']}/providers/{name}", "namespace": name,
+                "registrationState": self._provider_state(sub, ns), "registrationPolicy": "RegistrationRequired",
+                "resourceTypes": [{"resourceType": t, "locations": [loc["displayName"] for loc in
+                                                                    self.sb.state.locations],
+                                   "apiVersions": API_VERSIONS["keyvault" if name == "Microsoft.KeyVault" else
+                                                               "authorization" if name == "Microsoft.Authorization"
+                                                               else "resources"]} for t in types]}
+
+    def get_provider(self, req: Request, caller: Caller, sub: str, ns: str) -> Response:
+        tenant, record = self._sub(caller, sub)
+        if not has_any_role_within(tenant, caller.object_id, f"/subscriptions/{sub}"):
+            self._authorize(tenant, caller, f"/subscriptions/{sub}", "Microsoft.Resources/subscriptions/read")
+        return Response.json(self._provider_json(record, ns))
+
+    def register_provider(self, req: Request, caller: Caller, sub: str, ns: str) -> Response:
+        tenant, record = self._sub(caller, sub)
+        self._authorize(tenant, caller, f"/subscriptions/{sub}", f"{ns}/register/action")
+        if self._provider_state(record, ns) != "Registered":
+            record["_providers"][ns.lower()] = "Registering"
+            record.setdefault("_registeredAt", {})[ns.lower()] = (
+                self.sb.clock.now() + float(self.sb.state.settings.get("arm_lro_seconds", 15)))
+            self.sb.state.touch()
+        return Response.json(self._provider_json(record, ns))
+
+    def _require_provider(self, sub: JSON, ns: str) -> None:
+        if self._provider_state(sub, ns) != "Registered":
+            raise self.error(409, "MissingSubscriptionRegistration", f"The subscription is not registered to use "
+                             f"namespace '{ns}'. See https://aka.ms/rps-not-found for how to register "
+                             "subscriptions.")
+
     # --- resource groups -----------------------------------------------------------------------------------
     def _rg_id(self, sub: str, rg: str) -> str:
         return f"/subscriptions/{sub}/resourceGroups/{rg}"
@@ -664,10 +713,11 @@ class ArmBackend(Backend):
             props["publicNetworkAccess"] = "Enabled"
 
     def put_vault(self, req: Request, caller: Caller, sub: str, rg: str, name: str) -> Response:
-        tenant, _ = self._sub(caller, sub)
+        tenant, sub_record = self._sub(caller, sub)
         group = self._rg(tenant, sub, rg)
         vid = self._vault_id(sub, group["name"], name)
         self._authorize(tenant, caller, vid, "Microsoft.KeyVault/vaults/write")
+        self._require_provider(sub_record, "Microsoft.KeyVault")
         if not VAULT_NAME_RE.match(name):
             raise self.error(400, "VaultNameNotValid", f"The vault name '{name}' is invalid. A vault's name must "
                              "be between 3-24 alphanumeric characters. The name must begin with a letter, end "
