@@ -182,6 +182,8 @@ def test_organization_relationships(sandbox, http):
         "ADObjectAlreadyExistsException"
     assert "already used by the organization relationship" in src.fail(
         "New-OrganizationRelationship", Name="Other", DomainNames=[tgt.tenant.id])[1]
+    assert src.fail("Set-OrganizationRelationship", Identity="Fabrikam", Name="Fabrikam Free-Busy")[0] == \
+        "ADObjectAlreadyExistsException"
     src.ok("Remove-OrganizationRelationship", Identity="Fabrikam")
     assert src.fail("Get-OrganizationRelationship", Identity="Fabrikam")[0] == "ManagementObjectNotFoundException"
 
@@ -335,3 +337,14 @@ def test_licensing_a_mail_user_too_early_provisions_a_colliding_mailbox(sandbox,
     assert mia["RecipientTypeDetails"] == "MailUser"
     assert "smtp:mia.nowak@northwind.example" not in mia["EmailAddresses"]
     assert mia["ExchangeGuid"] == src.one("Get-Mailbox", Identity="mia.nowak@northwind.example")["ExchangeGuid"]
+
+
+def test_hydration_can_take_a_while_to_apply(sandbox, http):
+    sandbox.state.tenant("target").exchange_seed["hydrationDelayMinutes"] = 30
+    _, tgt = exos(sandbox, http)
+    tgt.ok("Enable-OrganizationCustomization")
+    assert tgt.one("Get-OrganizationConfig")["IsDehydrated"] is False
+    etype, text = tgt.fail("New-OrganizationRelationship", Name="Northwind", DomainNames=["x.example"])
+    assert etype == "InvalidOperationInDehydratedContextException" and "not yet taken effect" in text
+    sandbox.clock.advance(31 * 60)
+    assert tgt.one("New-OrganizationRelationship", Name="Northwind", DomainNames=["x.example"])["Name"] == "Northwind"

@@ -126,6 +126,8 @@ def set_organization_relationship(ctx: Ctx) -> list[JSON]:
     before = {k: (list(v) if isinstance(v, list) else v) for k, v in rel.items()}
     _apply(ctx, rel, False)
     if ctx.p("Name") and ctx.p("Name") != rel["Name"]:
+        if any(r is not rel and r["Name"].lower() == ctx.p("Name").lower() for r in relationships(ctx.tenant).values()):
+            raise name_in_use(ctx.p("Name"))
         rel["Name"] = rel["Identity"] = ctx.p("Name")
     if before == rel:
         ctx.warnings.append(f"The command completed successfully but no settings of '{rel['Name']}' have been "

@@ -42,15 +42,19 @@ def org_config(ctx: Ctx) -> JSON:
 
 
 def require_hydrated(ctx: Ctx) -> None:
-    if org_config(ctx)["IsDehydrated"]:
+    c = org_config(ctx)
+    if c["IsDehydrated"]:
         raise CmdletError(DEHYDRATED, "The operation on this object is not supported. Please run "
                                       "Enable-OrganizationCustomization before performing this operation.")
+    if ctx.now < float(c.get("_hydratedAt") or 0.0):
+        raise CmdletError(DEHYDRATED, "Organization settings customization has been enabled, but this has not yet "
+                                      "taken effect. This normally resolves itself shortly; try again later.")
 
 
 @cmdlet("Get-OrganizationConfig", {"Identity": ID}, "OrganizationConfig")
 def get_organization_config(ctx: Ctx) -> list[JSON]:
     c = org_config(ctx)
-    return [{k: v for k, v in c.items() if k != "MigrationLimits"} | {"IsDehydrated": c["IsDehydrated"]}]
+    return [{k: v for k, v in public(c).items() if k != "MigrationLimits"}]
 
 
 @cmdlet("Enable-OrganizationCustomization", {})
@@ -59,6 +63,8 @@ def enable_organization_customization(ctx: Ctx) -> list[JSON]:
     if not c["IsDehydrated"]:
         raise CmdletError(TASK, "This operation is not required. Organization is already enabled for customization.")
     c["IsDehydrated"] = False
+    # Hydration can take a while to apply (scenario "exchange": {"hydrationDelayMinutes": N}; default 0).
+    c["_hydratedAt"] = ctx.now + 60 * float((ctx.tenant.exchange_seed or {}).get("hydrationDelayMinutes", 0))
     ctx.state.touch()
     return []
 
