@@ -333,3 +333,15 @@ def test_max_concurrent_migrations_queues_the_rest(sandbox, http):
     assert stats(tgt, "ella.fischer@fabrikam.example")["Status"] in ("Syncing", "Synced")
     sandbox.clock.advance(3600)
     assert stats(tgt, "ella.fischer@fabrikam.example")["Status"] == "Synced"
+
+
+def test_objects_removed_mid_move_fail_the_user_not_the_service(sandbox, http):
+    src, tgt, _ = setup_org(sandbox, http)
+    batch(tgt, "X", CARLA, "ella.fischer@fabrikam.example", AutoStart=True, AutoComplete=True)
+    sandbox.clock.advance(600)
+    src.ok("Remove-Mailbox", Identity="carla.diaz@northwind.example")
+    tgt.ok("Remove-MailUser", Identity="ella.fischer@fabrikam.example")
+    sandbox.clock.advance(2 * 3600)
+    rows = {u["Identity"]: u for u in tgt.ok("Get-MigrationUser", BatchId="X")}
+    assert rows[CARLA]["Status"] == "CompletionFailed" and "no longer exists" in rows[CARLA]["ErrorSummary"]
+    assert rows["ella.fischer@fabrikam.example"]["ErrorSummary"].startswith("MigrationRecipientNotFoundException")

@@ -203,6 +203,10 @@ def completion_problem(state: SandboxState, target: Tenant, batch: JSON, u: JSON
     if tgt is None or tgt["RecipientTypeDetails"] != "MailUser":
         return MoveFailure("MigrationRecipientNotFoundException",
                            f"A recipient wasn't found for \"{u['Identity']}\" on the target.")
+    source = state.tenant(u.get("_sourceTenant") or "", by_key=False)
+    src = recipients(source).get(u.get("_source") or "") if source else None
+    if src is None or src["RecipientTypeDetails"] not in MAILBOX_TYPES:
+        return MoveFailure("MigrationPermanentException", "The source mailbox of this move no longer exists.", "Source")
     domain = str(batch.get("TargetDeliveryDomain") or "").lower()
     if not any(a.lower().endswith("@" + domain) for a in smtp_addresses(tgt)):
         return MoveFailure("MigrationMRSPermanentException",
