@@ -8,7 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tests.unit.cloud_support import SOURCE_ADMIN, TARGET_ADMIN, MintedTokens, advance, endpoints_of, policy_for
+from tests.unit.cloud_support import (
+    SOURCE_ADMIN,
+    TARGET_ADMIN,
+    MintedTokens,
+    advance,
+    endpoints_of,
+    policy_for,
+)
 from xtwizard.cloud.arm import ArmClient
 from xtwizard.cloud.endpoints import CloudEndpoints
 from xtwizard.cloud.exchange import ExchangeClient

@@ -564,7 +564,10 @@ class SetupEngine:
                              after=self._endpoint_wanted(f)))
         else:
             before, after = self._endpoint_drift(f)
-            secret_change = any(c.key == "secret" for c in ch)
+            uses = known.get("endpoint", {}).get("usesKeyId")
+            secret_now = str(known.get("secret", {}).get("keyId", ""))
+            secret_change = any(c.key == "secret" for c in ch) or (
+                bool(uses) and uses != secret_now and secret_now in self._secrets)
             if after or secret_change:
                 ch.append(Change("target", "target-exchange", "update", "endpoint",
                                  f"Update the migration endpoint '{f.endpoint.identity}'"
@@ -588,6 +591,10 @@ class SetupEngine:
             ch.append(Change("source", "scope-group", "remove", f"member:{addr}",
                              f"Remove {addr} from the scope group"))
         ch.extend(self._relationship_changes(f, "source"))
+        if any(c.key == "source-consent" for c in ch):
+            # Exchange checks the source's consent when the endpoint is made: hold the secret and the endpoint.
+            ch = [Change(c.tenant, c.step, "wait", c.key, "After the source's approval: " + c.line[0].lower()
+                         + c.line[1:]) if c.key in ("secret", "endpoint") and c.changes_tenant else c for c in ch]
         return Plan(ch, warnings)
 
     def _app_drift(self, f: Facts) -> tuple[dict[str, Any], dict[str, Any]]:
