@@ -31,7 +31,8 @@ DEFAULT_SETTINGS: JSON = {
     "device_code_lifetime_seconds": 900,
     "replication_delay_seconds": 0,          # new apps, SPs, groups invisible to reads for this long
     "certificate_issue_seconds": 2,          # Key Vault self-signed issuance time
-    "move_speed": 1.0,                       # the move service's speed-up (next issue)
+    "move_speed": 1.0,                       # the move service's speed-up
+    "arm_lro_seconds": 15,                   # how long ARM long-running operations take (sandbox time)
 }
 
 
