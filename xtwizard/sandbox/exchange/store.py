@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import weakref
-from typing import Any
 
 from ..catalog import CROSS_TENANT_MIGRATION_SKU_ID, stable_id
 from ..state import JSON, SandboxState, Tenant
@@ -325,10 +324,6 @@ def new_recipient_guid(t: Tenant, name: str) -> str:
         n += 1
         g = stable_id(t.id, "recipient", name.lower(), str(n))
     return g
-
-
-def any_value(d: dict[str, Any]) -> Any:
-    return next(iter(d.values()), None)
 
 
 def has_exchange_plan(t: Tenant, user: JSON) -> bool:
