@@ -81,8 +81,14 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "setup":  # headless sub-command (xtwizard/headless.py)
+        from .headless import main as setup_main
+
+        return setup_main(argv[1:])
     ap = argparse.ArgumentParser(prog="xtwizard", description="Move Exchange Online mailboxes between Microsoft 365 "
-                                 "tenants with Microsoft's cross-tenant mailbox migration.")
+                                 "tenants with Microsoft's cross-tenant mailbox migration.",
+                                 epilog="Headless setup: xtwizard setup --help")
     ap.add_argument("--version", action="version", version=f"xtwizard {__version__}")
     ap.add_argument("--demo", action="store_true", help="rehearse with two simulated tenants (no real tenant is touched)")
     ap.add_argument("--scenario", default="demo", help=argparse.SUPPRESS)

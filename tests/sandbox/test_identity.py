@@ -265,7 +265,7 @@ def test_refresh_token_rotates_and_serves_any_resource(sandbox, browser, http):
 def test_token_request_errors(sandbox, http):
     url = f"{sandbox.urls['login']}/{tid(sandbox, 'source')}/oauth2/v2.0/token"
     assert_aad_error(http.post(url, data={}), 400, "invalid_request", 900144)
-    assert_aad_error(http.post(url, data={"grant_type": "password", "client_id": GRAPH_CLI}),
+    assert_aad_error(http.post(url, data={"grant_type": "urn:ietf:params:oauth:grant-type:saml1_1-bearer", "client_id": GRAPH_CLI}),
                      400, "unsupported_grant_type", 70003)
     assert_aad_error(http.post(url, data={"grant_type": "refresh_token", "client_id": str(uuid.uuid4()),
                                           "refresh_token": "x"}), 400, "unauthorized_client", 700016)

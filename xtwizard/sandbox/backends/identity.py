@@ -163,6 +163,7 @@ class IdentityBackend(Backend):
         self._codes: dict[str, JSON] = {}  # sha256(code) -> authorization code record (memory only)
         self._device: dict[str, JSON] = {}  # sha256(device_code) -> device flow record (memory only)
         self._user_codes: dict[str, str] = {}  # sha256(user code) -> sha256(device_code)
+        self._password_hashes: dict[str, str] | None = None  # upn -> sha256(password), from the scenario
         super().__init__(sandbox)
 
     @property
@@ -676,7 +677,7 @@ class IdentityBackend(Backend):
                         "The request body must contain the following parameter: 'grant_type'.")
         if grant == "client_credentials":
             return self._client_credentials(req, tenant_ref, t, form)
-        if grant not in ("authorization_code", "refresh_token", GRANT_DEVICE_CODE):
+        if grant not in ("authorization_code", "refresh_token", GRANT_DEVICE_CODE, "password"):
             raise _Fail(400, "unsupported_grant_type", 70003,
                         f"The app requested an unsupported grant type '{grant}'.")
         where = t.display_name if t is not None else "common"
@@ -685,7 +686,41 @@ class IdentityBackend(Backend):
             return self._grant_code(req, tenant_ref, t, client, form)
         if grant == "refresh_token":
             return self._grant_refresh(req, tenant_ref, t, client, form)
+        if grant == "password":
+            return self._grant_password(req, t, client, form)
         return self._grant_device(req, tenant_ref, t, client, form)
+
+    # --- resource owner password credentials (ROPC) ---------------------------------------------------
+    def _password_hash(self, upn: str) -> str | None:
+        """sha256 of the account's password, for scenario users that declare `passwordSha256` (no other
+        account can sign in with a password: the sandbox never holds a plain password)."""
+        if self._password_hashes is None:
+            from ..scenario import ScenarioError, load_scenario
+
+            hashes: dict[str, str] = {}
+            try:
+                data = load_scenario(self.sb.scenario_ref)
+            except (OSError, ValueError, ScenarioError):
+                data = {}
+            for tenant in data.get("tenants", []):
+                for u in tenant.get("users", []):
+                    if isinstance(u, dict) and u.get("passwordSha256") and u.get("userPrincipalName"):
+                        hashes[str(u["userPrincipalName"]).lower()] = str(u["passwordSha256"]).lower()
+            self._password_hashes = hashes
+        return self._password_hashes.get(upn.lower())
+
+    def _grant_password(self, req: Request, t: Tenant | None, client: Client, form: dict[str, str]) -> Response:
+        """grant_type=password (msal `acquire_token_by_username_password`): for unattended runs against the
+        sandbox.  Wrong or undeclared passwords → AADSTS50126, as for a wrong password in Entra ID."""
+        username = self._need(form, "username")
+        password = self._need(form, "password")
+        tenant, user = self._pick_user(t, username, client)
+        expected = self._password_hash(username)
+        if expected is None or not hmac.compare_digest(expected, sha256_hex(password)):
+            raise _Fail(400, "invalid_grant", 50126,
+                        "Error validating credentials due to invalid username or password.")
+        self._confidential_check(req, client, tenant, form, None)
+        return self._user_tokens(tenant, user, client, form.get("scope", ""), form, nonce="", grant="password")
 
     @staticmethod
     def _basic_auth(req: Request) -> tuple[str, str] | None:
