@@ -108,3 +108,29 @@ def test_browser_listener_serves_sign_in_pages_over_http_and_nothing_else():
             assert page.status_code == 200 and "<form" in page.text
             assert plain.get(f"{browser}/{tid}/v2.0/.well-known/openid-configuration").status_code == 404
             assert plain.post(f"{browser}/{tid}/oauth2/v2.0/token", data={"grant_type": "x"}).status_code == 404
+
+
+def test_faults_from_the_scenario_and_the_cli(tmp_path):
+    from xtwizard.sandbox.scenario import load_scenario
+
+    data = load_scenario("demo")
+    data["faults"] = [{"kind": "throttle", "service": "graph", "count": 1, "retry_after": 9}]
+    path = tmp_path / "faulty.json"
+    path.write_text(json.dumps(data))
+    proc = subprocess.Popen([sys.executable, "-m", "xtwizard.sandbox", "serve", "--scenario", str(path),
+                             "--fault", '{"kind": "error", "service": "arm", "status": 500, "count": 1}'],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        info = json.loads(proc.stdout.readline())
+        with httpx.Client(verify=ca_context(info["ca_bundle"]), trust_env=False) as c:
+            rules = c.get(info["control_url"] + "/faults").json()["value"]
+            assert sorted(r["service"] for r in rules) == ["arm", "graph"]
+            r = c.get(info["graph_url"] + "/organization")
+            assert r.status_code == 429 and r.headers["Retry-After"] == "9"
+            assert c.get(info["arm_url"] + "/subscriptions?api-version=2022-12-01").status_code == 500
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    bad = subprocess.run([sys.executable, "-m", "xtwizard.sandbox", "serve", "--fault", '{"kind": "boom"}'],
+                         capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and "Fault rule problem" in bad.stderr

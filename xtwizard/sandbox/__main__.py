@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
 import threading
 
+from .faults import FaultSpecError
 from .scenario import ScenarioError, builtin_names
 from .server import Sandbox, print_ready_line
 
@@ -24,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--state-dir", help="keep state here across restarts")
     s.add_argument("--latency-ms", type=int, default=0, help="add this latency to every request")
     s.add_argument("--time-scale", type=float, default=None, help="run the sandbox clock this many times faster")
+    s.add_argument("--fault", action="append", default=[], metavar="JSON",
+                   help='a fault rule, e.g. \'{"kind":"throttle","service":"graph","count":5}\' (repeatable)')
     s.add_argument("--browser-http", action="store_true",
                    help="also serve the sign-in pages over plain HTTP on loopback, for a real browser")
     s.add_argument("--log-level", default="WARNING")
@@ -38,11 +42,20 @@ def main(argv: list[str] | None = None) -> int:
         print("The sandbox only listens on loopback.", file=sys.stderr)
         return 2
     try:
+        faults = [json.loads(f) for f in args.fault]
+    except ValueError as exc:
+        print(f"--fault takes a JSON object: {exc}", file=sys.stderr)
+        return 2
+    try:
         sb = Sandbox(args.scenario, port=args.port, host=args.host, state_dir=args.state_dir,
-                     latency_ms=args.latency_ms, time_scale=args.time_scale, browser_http=args.browser_http)
+                     latency_ms=args.latency_ms, time_scale=args.time_scale, browser_http=args.browser_http,
+                     faults=faults)
         info = sb.start()
     except ScenarioError as exc:
         print(f"Scenario problem: {exc}", file=sys.stderr)
+        return 2
+    except FaultSpecError as exc:
+        print(f"Fault rule problem: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"Could not start the sandbox: {exc}", file=sys.stderr)

@@ -70,6 +70,7 @@ def build_state(data: JSON, clock: SandboxClock) -> SandboxState:
     st = SandboxState(clock, str(data.get("name", "scenario")), str(data.get("description", "")))
     st.settings.update(data.get("settings", {}))
     st.stories = list(data.get("stories", []))
+    st.initial_faults = list(data.get("faults", []))
     st.locations = [{"id": f"/subscriptions/{{sub}}/locations/{n}", "name": n, "displayName": d,
                      "regionalDisplayName": f"({'US' if 'us' in n else 'Europe'}) {d}", "type": "Region"}
                     for n, d in DEFAULT_LOCATIONS]

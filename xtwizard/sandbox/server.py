@@ -158,7 +158,8 @@ class Sandbox:
 
     def __init__(self, scenario: str = "demo", *, port: int = 0, host: str = "127.0.0.1",
                  state_dir: str | None = None, latency_ms: int = 0, time_scale: float | None = None,
-                 save_interval: float = 1.0, browser_http: bool = False) -> None:
+                 save_interval: float = 1.0, browser_http: bool = False,
+                 faults: list[dict[str, Any]] | None = None) -> None:
         self.scenario_ref = scenario
         self.browser_http = browser_http
         self.browser_url = ""  # the sign-in pages over plain HTTP, when browser_http
@@ -178,6 +179,8 @@ class Sandbox:
         self.faults = FaultSet()
         if latency_ms:
             self.faults.add(parse_rule({"kind": "latency", "latency_ms": latency_ms}))
+        for spec in [*self.state.initial_faults, *(faults or [])]:
+            self.faults.add(parse_rule(spec))
         self.request_log: collections.deque[dict[str, Any]] = collections.deque(maxlen=20_000)
         self._log_seq = 0
         self._log_lock = threading.Lock()

@@ -97,6 +97,7 @@ class SandboxState:
         self.refresh_tokens: dict[str, JSON] = {}  # sha256(token) -> record; the token itself is never kept
         self.locations: list[JSON] = []
         self.stories: list[JSON] = []  # the scenario's planted problems, for people reading the state
+        self.initial_faults: list[JSON] = []  # the scenario's fault rules, installed when the sandbox starts
         self.changes = 0  # bumped on every mutation; the saver writes when it moves
 
     # --- lookups -------------------------------------------------------------------------------------
@@ -138,6 +139,7 @@ class SandboxState:
             "version": STATE_VERSION, "scenario": self.scenario_name, "description": self.description,
             "clock": self.clock.now(), "settings": self.settings, "publicClients": self.public_clients,
             "locations": self.locations, "stories": self.stories, "refreshTokens": self.refresh_tokens,
+            "faults": self.initial_faults,
             "tenants": [t.to_json() for t in self.tenants.values()],
         }
 
@@ -150,6 +152,7 @@ class SandboxState:
         st.public_clients = data.get("publicClients", {})
         st.locations = data.get("locations", [])
         st.stories = data.get("stories", [])
+        st.initial_faults = data.get("faults", [])
         st.refresh_tokens = data.get("refreshTokens", {})
         for td in data.get("tenants", []):
             t = Tenant.from_json(td)
