@@ -49,6 +49,9 @@ class SandboxContext:
     def tokens(self, slot: str) -> MintedTokens:
         return MintedTokens(self.sb, slot, self.admins[slot])
 
+    def token_provider(self, slot: str) -> MintedTokens:
+        return self.tokens(slot)
+
     def graph(self, slot: str) -> GraphClient:
         return GraphClient(self.endpoints, self.policy, self.tokens(slot), tenant=slot)
 

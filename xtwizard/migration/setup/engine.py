@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+from ...cloud.arm import ArmClient, ArmError, Vault
 from ...cloud.endpoints import CloudEndpoints
 from ...cloud.exchange import (
     DistributionGroup,
@@ -37,7 +38,8 @@ from ...cloud.graph import (
     GraphError,
     ServicePrincipal,
 )
-from ...cloud.service import ServiceError
+from ...cloud.keyvault import KeyVaultCertificates, KeyVaultError, TokenProviderCredential, VaultCertificate
+from ...cloud.service import ServiceError, TokenProvider
 from ..problems import Problem, explain
 from ..project import MigrationProject
 from .journal import SetupJournal
@@ -55,6 +57,13 @@ CONSENT_ROLES = {
     "158c047a-c907-4556-b7ef-446551a6b5f7",  # Cloud Application Administrator
 }
 SCOPE_GROUP_TYPE = "MailUniversalSecurityGroup"
+# Key Vault data-plane roles (reference §5.1): the admin creates the certificate, Exchange reads it and its PFX.
+CERTIFICATES_OFFICER = "Key Vault Certificates Officer"
+CERTIFICATE_USER = "Key Vault Certificate User"
+ROLE_IDS = {CERTIFICATES_OFFICER: "a4417e6f-fecd-4de8-b567-7b0420556985",
+            CERTIFICATE_USER: "db79e9a7-68ee-4b58-9aeb-b90e7c24fcba",
+            "Key Vault Administrator": "00482a5a-887f-4fb3-b363-3b7fe8e74483"}
+CERTIFICATE_NAME = "xtwizard-migration"
 
 Progress = Callable[[int, int, str], None]
 Sleep = Callable[[float], Awaitable[None]]
@@ -92,6 +101,7 @@ class SetupContext(Protocol):
     def identities(self) -> dict[str, Any]: ...
     def graph(self, slot: str) -> GraphClient: ...
     def exchange(self, slot: str) -> ExchangeClient: ...
+    def arm(self, slot: str) -> ArmClient: ...
 
 
 @dataclass
@@ -108,6 +118,13 @@ class SetupOptions:
     endpoint_name: str | None = None
     test_mailuser: str | None = None                 # a target MailUser for Test-MigrationServerAvailability
     replication_wait_seconds: float = 600.0
+    # Key Vault certificate mode
+    subscription: str | None = None                  # id or display name; default: the first one
+    resource_group: str = "xtwizard-migration"
+    vault_name: str | None = None                    # default: derived from the tenants and the project
+    location: str | None = None                      # default: the resource group's, else westeurope/the first
+    certificate_months: int = 12
+    vault_polling_interval: float = 1.0
 
 
 @dataclass
@@ -142,6 +159,27 @@ class Facts:
     members: list[GroupMember] = field(default_factory=list)
     member_adds: list[tuple[str, str]] = field(default_factory=list)     # (requested, primary address)
     member_removes: list[tuple[str, str]] = field(default_factory=list)  # (requested, primary address)
+    kv: VaultFacts | None = None
+
+
+@dataclass
+class VaultFacts:
+    """The Key Vault certificate credential as inspected (target tenant's Azure subscription)."""
+
+    subscription_id: str
+    subscription_name: str
+    my_object_id: str
+    exo_object_id: str
+    resource_group: str
+    rg_exists: bool
+    rg_location: str
+    vault_name: str
+    vault: Vault | None = None
+    name_note: str = ""
+    admin_role: bool = False
+    exchange_role: bool = False
+    certificate: VaultCertificate | None = None
+    certificate_on_app: bool = False
 
 
 def _utcnow() -> datetime.datetime:
@@ -185,10 +223,6 @@ class SetupEngine:
         if self.options.credential not in ("secret", "keyvault"):
             raise problem("Unknown credential mode.", f"'{self.options.credential}' is neither 'secret' nor "
                           "'keyvault'.", "Choose a client secret or a Key Vault certificate.")
-        if self.options.credential == "keyvault":
-            raise problem("The Key Vault certificate mode is not available in this version of the setup engine.",
-                          "Only the client-secret mode is implemented so far.",
-                          "Choose the client secret (Microsoft's current documented method).")
 
     # --- names ----------------------------------------------------------------------------------------------
     def _ident(self, slot: str) -> Any:
@@ -275,6 +309,8 @@ class SetupEngine:
                           "tenant.")
         f.role_id = role.id
         await self._inspect_app(f, tg, known, "app" in expecting)
+        if self.options.credential == "keyvault":
+            f.kv = await self._inspect_vault(f, tg, known)
 
         # c. the source's consent
         f.exo_sp_source = await sg.get_service_principal_by_app_id(EXCHANGE_APP_ID)
@@ -473,6 +509,223 @@ class SetupEngine:
             raise
         return found[0].primary_smtp_address
 
+
+    # --- Key Vault certificate mode -------------------------------------------------------------------------
+    def _vault_client(self, vault_name: str) -> KeyVaultCertificates:
+        token_for = self._token_provider("target")
+        credential = TokenProviderCredential(token_for)
+        return KeyVaultCertificates(self.ctx.endpoints, vault_name, credential,
+                                    polling_interval=self.options.vault_polling_interval)
+
+    def _token_provider(self, slot: str) -> TokenProvider:
+        make = getattr(self.ctx, "token_provider", None)
+        if make is not None:
+            provider: TokenProvider = make(slot)
+            return provider
+        from ...cloud.service import session_token_provider
+
+        return session_token_provider(self.ctx.sessions[slot])  # type: ignore[attr-defined]
+
+    def default_vault_name(self, f: Facts) -> str:
+        stem = re.sub(r"[^a-z0-9]", "", _prefix(f.target_domain).lower())[:12] or "migration"
+        return f"xtw-{stem}-{self.ctx.project.id[:6]}"
+
+    async def _inspect_vault(self, f: Facts, tg: GraphClient, known: dict[str, dict[str, Any]]) -> VaultFacts:
+        arm = self.ctx.arm("target")
+        subs = [s for s in await arm.subscriptions(f.target_id) if s.state.lower() in ("", "enabled")]
+        wanted = self.options.subscription
+        sub = next((s for s in subs if wanted and wanted.lower() in (s.subscription_id.lower(),
+                                                                     s.display_name.lower())), None)
+        if sub is None and wanted:
+            raise problem(f"The Azure subscription '{wanted}' was not found in {f.target_name}.",
+                          "The signed-in admin sees no enabled subscription with that name or ID in the target "
+                          "tenant (or holds no role on it).",
+                          "Choose one of: " + (", ".join(s.display_name for s in subs) or "(none)")
+                          + " — or use the client-secret mode, which needs no Azure subscription.")
+        if sub is None:
+            if not subs:
+                raise problem(f"{f.target_name} has no Azure subscription the signed-in admin can use.",
+                              "The Key Vault certificate mode keeps the certificate in an Azure Key Vault, which "
+                              "lives in a subscription of the target tenant.",
+                              "Use the client-secret mode (no Azure needed), or ask for the Owner role on a "
+                              "subscription of the target tenant.")
+            sub = subs[0]
+        me = await tg.me()
+        assert f.exo_sp_target is not None
+        rec = known.get("vault") or {}
+        rg_name = str(rec.get("resourceGroup") or self.options.resource_group)
+        rg = await arm.get_resource_group(sub.subscription_id, rg_name)
+        vf = VaultFacts(sub.subscription_id, sub.display_name, me.id, f.exo_sp_target.id, rg_name,
+                        rg is not None, rg.location if rg is not None else "", "")
+        name = str(rec.get("name") or self.options.vault_name or self.default_vault_name(f))
+        vault = await arm.find_vault(sub.subscription_id, rg_name, name) if rg is not None else None
+        if vault is None and not rec:
+            name, vf.name_note = await self._free_vault_name(arm, sub.subscription_id, name)
+        vf.vault_name, vf.vault = name, vault
+        if vault is None:
+            return vf
+        assignments = await arm.role_assignments(vault.id)
+
+        def holds(principal: str, roles: set[str]) -> bool:
+            return any(a.principal_id.lower() == principal.lower()
+                       and a.role_definition_id.rsplit("/", 1)[-1].lower() in roles for a in assignments)
+
+        vf.admin_role = holds(me.id, {ROLE_IDS[CERTIFICATES_OFFICER], ROLE_IDS["Key Vault Administrator"]})
+        vf.exchange_role = holds(vf.exo_object_id, {ROLE_IDS[CERTIFICATE_USER], ROLE_IDS["Key Vault Administrator"]})
+        if vf.admin_role:
+            kv = self._vault_client(name)
+            try:
+                vf.certificate = await kv.afind(CERTIFICATE_NAME)
+            except KeyVaultError as exc:
+                if exc.status != 403:  # a role given a moment ago may not have propagated yet
+                    raise
+            finally:
+                await kv.aclose()
+        if vf.certificate is not None and f.app is not None:
+            import base64
+
+            key = base64.b64encode(vf.certificate.der).decode("ascii")
+            vf.certificate_on_app = any(k.get("key") == key for k in await tg.get_application_key_credentials(f.app.id))
+        return vf
+
+    async def _free_vault_name(self, arm: ArmClient, subscription_id: str, name: str) -> tuple[str, str]:
+        """`name` if no vault (live or soft-deleted, anywhere) holds it; else a free variant and why."""
+        first = await arm.check_vault_name(subscription_id, name)
+        if first.available:
+            return name, ""
+        deleted = {d.name.lower(): d for d in await arm.deleted_vaults(subscription_id)}
+        why = (f"the name '{name}' is held by a deleted vault until {deleted[name.lower()].scheduled_purge_date[:10]}"
+               if name.lower() in deleted else f"the name '{name}' is taken (vault names are global)")
+        if self.options.vault_name:
+            raise problem(f"The Key Vault name '{name}' cannot be used: {why}.",
+                          "Key Vault names are unique across Azure, and a deleted vault keeps its name until it "
+                          "is purged.",
+                          "Choose another vault name (or purge the deleted vault in the Azure portal), or leave "
+                          "the name empty and let xtwizard choose one.")
+        for i in range(2, 10):
+            candidate = f"{name[:24 - len(str(i)) - 1]}-{i}"
+            if (await arm.check_vault_name(subscription_id, candidate)).available:
+                return candidate, f"{why}, so '{candidate}' is used"
+        raise problem("No free Key Vault name was found.", why, "Give a vault name of your own.")
+
+    def _vault_changes(self, f: Facts) -> list[Change]:
+        vf = f.kv
+        assert vf is not None
+        known = self.journal.known()
+        ch: list[Change] = []
+        if not vf.rg_exists:
+            ch.append(Change("target", "credential", "create", "resource-group",
+                             f"Create the resource group '{vf.resource_group}' in the subscription "
+                             f"'{vf.subscription_name}'"))
+        if vf.vault is None:
+            note = f" ({vf.name_note})" if vf.name_note else ""
+            ch.append(Change("target", "credential", "create", "vault",
+                             f"Create the key vault '{vf.vault_name}' (Azure RBAC, soft delete){note}"))
+        else:
+            ch.append(Change("target", "credential", "keep" if "vault" in known else "adopt", "vault",
+                             f"Key vault '{vf.vault_name}' is in place"))
+            if not vf.vault.rbac_authorization:
+                raise problem(f"The key vault '{vf.vault_name}' uses access policies, not Azure RBAC.",
+                              "xtwizard grants access to vaults with Azure role assignments.",
+                              "Choose another vault name, or switch the vault to Azure RBAC in the portal.")
+        if not vf.admin_role:
+            ch.append(Change("target", "credential", "create", "vault-admin-role",
+                             f"Give you the role '{CERTIFICATES_OFFICER}' on the vault (to create the certificate)"))
+        if not vf.exchange_role:
+            ch.append(Change("target", "credential", "create", "vault-exchange-role",
+                             f"Give Office 365 Exchange Online the role '{CERTIFICATE_USER}' on the vault (so that it "
+                             "can read the certificate)"))
+        cert = vf.certificate
+        expiring = cert is not None and cert.expires_on is not None and cert.expires_on < (
+            self.now() + datetime.timedelta(days=self.options.migration_window_days))
+        if cert is None or expiring:
+            why = " (the current one expires within the migration window)" if expiring else ""
+            ch.append(Change("target", "credential", "create", "certificate",
+                             f"Create a self-signed certificate '{CERTIFICATE_NAME}' in the vault, valid for "
+                             f"{self.options.certificate_months} months{why}; its private key never leaves the vault"))
+        if cert is None or expiring or not vf.certificate_on_app:
+            ch.append(Change("target", "credential", "create", "app-certificate",
+                             "Add the certificate's public part to the app's credentials"))
+        return ch
+
+    async def _do_vault(self, f: Facts, c: Change) -> dict[str, Any]:
+        vf = f.kv
+        assert vf is not None
+        arm = self.ctx.arm("target")
+        if c.key == "resource-group":
+            location = self.options.location or await self._location(arm, vf.subscription_id)
+            rg = await arm.ensure_resource_group(vf.subscription_id, vf.resource_group, location)
+            return {"id": rg.id, "name": rg.name}
+        if c.key == "vault":
+            location = self.options.location or vf.rg_location or await self._location(arm, vf.subscription_id)
+            vault = await arm.create_vault(vf.subscription_id, vf.resource_group, vf.vault_name, location=location,
+                                           tenant_id=f.target_id)
+            return {"id": vault.id, "name": vault.name, "resourceGroup": vf.resource_group,
+                    "subscription": vf.subscription_id}
+        if c.key in ("vault-admin-role", "vault-exchange-role"):
+            assert vf.vault is not None
+            role = CERTIFICATES_OFFICER if c.key == "vault-admin-role" else CERTIFICATE_USER
+            definition = await arm.role_definition_by_name(vf.vault.id, role)
+            role_id = definition.id if definition is not None else (
+                f"/subscriptions/{vf.subscription_id}/providers/Microsoft.Authorization/roleDefinitions/"
+                f"{ROLE_IDS[role]}")
+            principal = vf.my_object_id if c.key == "vault-admin-role" else vf.exo_object_id
+            kind = "User" if c.key == "vault-admin-role" else "ServicePrincipal"
+            assignment = await arm.assign_role(vf.vault.id, role_id, principal, principal_type=kind)
+            return {"id": assignment.id if assignment is not None else "", "scope": vf.vault.id, "role": role}
+        if c.key == "certificate":
+            subject = f"CN={_prefix(f.target_domain)}_{_prefix(f.source_domain)}"[:64]
+            kv = self._vault_client(vf.vault_name)
+            try:
+                cert = await self._create_certificate(kv, subject)
+            finally:
+                await kv.aclose()
+            self.project_setup["expiry"] = {"mode": "keyvault", "certificate": cert.id,
+                                            "expires": cert.expires_on.isoformat() if cert.expires_on else ""}
+            self.ctx.project.save()
+            return {"id": cert.id, "thumbprint": cert.thumbprint_hex}
+        if c.key == "app-certificate":
+            assert f.app is not None
+            kv = self._vault_client(vf.vault_name)
+            try:
+                cert = await kv.aget(CERTIFICATE_NAME)
+            finally:
+                await kv.aclose()
+            tg = self.ctx.graph("target")
+            writable = ("customKeyIdentifier", "displayName", "endDateTime", "key", "keyId", "startDateTime",
+                        "type", "usage")
+            existing = [{k: v for k, v in cred.items() if k in writable}
+                        for cred in await tg.get_application_key_credentials(f.app.id) if cred.get("key")]
+            new = cert.key_credential(f"xtwizard {CERTIFICATE_NAME}")
+            if cert.not_before and cert.expires_on:
+                new["startDateTime"] = cert.not_before.strftime("%Y-%m-%dT%H:%M:%SZ")
+                new["endDateTime"] = cert.expires_on.strftime("%Y-%m-%dT%H:%M:%SZ")
+            await tg.set_key_credentials(f.app.id, [*existing, new])
+            return {"thumbprint": cert.thumbprint_hex, "certificate": cert.id}
+        raise AssertionError(c.key)
+
+    async def _create_certificate(self, kv: KeyVaultCertificates, subject: str) -> VaultCertificate:
+        try:
+            return await kv.acreate_self_signed(CERTIFICATE_NAME, subject,
+                                                validity_months=self.options.certificate_months)
+        except KeyVaultError as exc:
+            if exc.status != 409:
+                raise
+        # A request already pending (a run stopped while the vault was issuing it): wait for that one.
+        async def issued() -> VaultCertificate | None:
+            return await kv.afind(CERTIFICATE_NAME)
+
+        cert = await self._expect(issued, True)
+        if cert is None:
+            raise problem("The vault has not issued the certificate.", "A certificate request is still pending.",
+                          "Wait a few minutes and run the setup again.", retryable=True)
+        return cert
+
+    @staticmethod
+    async def _location(arm: ArmClient, subscription_id: str) -> str:
+        names = [loc.name for loc in await arm.locations(subscription_id)]
+        return "westeurope" if "westeurope" in names or not names else names[0]
+
     # --- plan -----------------------------------------------------------------------------------------------
     async def plan(self) -> Plan:
         return self._plan(await self.inspect())
@@ -527,16 +780,19 @@ class SetupEngine:
                              "Grant admin consent in the target: Mailbox.Migration on Office 365 Exchange Online"))
 
         # b. credential
-        state, detail = self._credential_state(f)
-        _, endpoint_drift = self._endpoint_drift(f)
-        ours = "usesKeyId" in known.get("endpoint", {})
-        needs_secret = state != "ok" and (f.endpoint is None or bool(endpoint_drift) or ours)
-        if state == "expiring":
-            warnings.append(detail + ": a new secret is added and the endpoint updated.")
-        if needs_secret:
-            ch.append(Change("target", "credential", "create", "secret",
-                             f"Add a client secret valid for {self.options.migration_window_days + 30} days "
-                             f"({detail}); it stays in memory only and goes straight to the endpoint"))
+        if f.kv is not None:
+            ch.extend(self._vault_changes(f))
+        else:
+            state, detail = self._credential_state(f)
+            _, endpoint_drift = self._endpoint_drift(f)
+            ours = "usesKeyId" in known.get("endpoint", {})
+            needs_secret = state != "ok" and (f.endpoint is None or bool(endpoint_drift) or ours)
+            if state == "expiring":
+                warnings.append(detail + ": a new secret is added and the endpoint updated.")
+            if needs_secret:
+                ch.append(Change("target", "credential", "create", "secret",
+                                 f"Add a client secret valid for {self.options.migration_window_days + 30} days "
+                                 f"({detail}); it stays in memory only and goes straight to the endpoint"))
 
         # c. source consent
         by_api = self.options.consent_by_api if self.options.consent_by_api is not None else f.source_can_consent
@@ -622,15 +878,21 @@ class SetupEngine:
         return False
 
     def _endpoint_wanted(self, f: Facts) -> dict[str, Any]:
-        return {"RemoteServer": self.ctx.endpoints.exchange_remote_server, "RemoteTenant": f.source_domain,
-                "ApplicationId": f.app.app_id if f.app else "(the new app)"}
+        out: dict[str, Any] = {"RemoteServer": self.ctx.endpoints.exchange_remote_server,
+                               "RemoteTenant": f.source_domain,
+                               "ApplicationId": f.app.app_id if f.app else "(the new app)"}
+        if f.kv is not None:
+            cert = f.kv.certificate
+            out["AppSecretKeyVaultUrl"] = cert.id if cert is not None else "(the new certificate)"
+        return out
 
     def _endpoint_drift(self, f: Facts) -> tuple[dict[str, Any], dict[str, Any]]:
         e = f.endpoint
         if e is None:
             return {}, {}
         want = self._endpoint_wanted(f)
-        have = {"RemoteServer": e.remote_server, "RemoteTenant": e.remote_tenant, "ApplicationId": e.application_id}
+        have = {"RemoteServer": e.remote_server, "RemoteTenant": e.remote_tenant, "ApplicationId": e.application_id,
+                "AppSecretKeyVaultUrl": e.app_secret_key_vault_url}
         before = {k: have[k] for k in want if str(have[k]).lower() != str(want[k]).lower()}
         return before, {k: want[k] for k in before}
 
@@ -752,6 +1014,20 @@ class SetupEngine:
             return {"keyId": cred.key_id, "orphan": True} if cred is not None else None
         if key == "org-customization":
             return {} if not f.dehydrated else None
+        if f.kv is not None:
+            vf = f.kv
+            if key == "resource-group":
+                return {"name": vf.resource_group} if vf.rg_exists else None
+            if key == "vault":
+                return {"name": vf.vault_name, "resourceGroup": vf.resource_group} if vf.vault is not None else None
+            if key == "vault-admin-role":
+                return {} if vf.admin_role else None
+            if key == "vault-exchange-role":
+                return {} if vf.exchange_role else None
+            if key == "certificate":
+                return {"id": vf.certificate.id} if vf.certificate is not None else None
+            if key == "app-certificate":
+                return {} if vf.certificate_on_app else None
         if key == "endpoint" and f.endpoint is not None:
             return {"name": f.endpoint.identity}
         if key in ("target-rel", "source-rel"):
@@ -794,6 +1070,12 @@ class SetupEngine:
             return f.app.display_name if f.app is not None else self.app_name(f)
         if c.key == "secret":
             return f"xtwizard {self.now():%Y%m%d%H%M%S%f}"
+        if c.key == "vault" and f.kv is not None:
+            return f.kv.vault_name
+        if c.key == "resource-group" and f.kv is not None:
+            return f.kv.resource_group
+        if c.key == "certificate":
+            return CERTIFICATE_NAME
         if c.key == "endpoint":
             return f.endpoint.identity if f.endpoint is not None else self.endpoint_name(f)
         if c.key == "target-rel":
@@ -843,6 +1125,9 @@ class SetupEngine:
             grant = await self._retry_replication(lambda: tg.grant_app_role(exo_id, sp_id, f.role_id),
                                                   _not_replicated)
             return {"id": grant.id}
+        if c.key in ("resource-group", "vault", "vault-admin-role", "vault-exchange-role", "certificate",
+                     "app-certificate"):
+            return await self._do_vault(f, c)
         if c.key == "secret":
             assert f.app is not None
             end = self.now() + datetime.timedelta(days=self.options.migration_window_days + 30)
@@ -909,17 +1194,25 @@ class SetupEngine:
     async def _endpoint(self, f: Facts, tx: ExchangeClient, c: Change, name: str) -> dict[str, Any]:
         assert f.app is not None
         app_id = f.app.app_id
-        key_id, secret = self._usable_secret() if (c.kind == "create" or "secret" in c.line) else ("", "")
+        vault_url = f.kv.certificate.id if f.kv is not None and f.kv.certificate is not None else None
+        key_id, secret = ("", "")
+        if f.kv is None and (c.kind == "create" or "secret" in c.line):
+            key_id, secret = self._usable_secret()
+        if f.kv is not None and vault_url is None:
+            raise problem("The certificate is not in the vault yet.", "The endpoint points Exchange at it.",
+                          "Run the setup again.", retryable=True)
         if c.kind == "create":
             async def create() -> MigrationEndpoint:
                 return await tx.new_migration_endpoint(name, remote_tenant=f.source_domain, application_id=app_id,
-                                                       secret=secret)
+                                                       secret=secret or None, app_secret_key_vault_url=vault_url)
             await self._retry_replication(create, _consent_not_replicated)
         else:
             params: dict[str, Any] = {"Identity": name, "ApplicationId": app_id, "RemoteTenant": f.source_domain,
                                       "RemoteServer": self.ctx.endpoints.exchange_remote_server}
             if secret:
                 params["Credentials"] = encode_credential(app_id, secret)
+            if vault_url:
+                params["AppSecretKeyVaultUrl"] = vault_url
 
             async def update() -> Any:
                 return await tx.invoke("Set-MigrationEndpoint", params)
@@ -927,6 +1220,8 @@ class SetupEngine:
         out: dict[str, Any] = {"name": name, "applicationId": app_id}
         if key_id:
             out["usesKeyId"] = key_id
+        if vault_url:
+            out["certificate"] = vault_url
         return out
 
     async def _relationship(self, f: Facts, x: ExchangeClient, c: Change, name: str) -> dict[str, Any]:
@@ -1006,6 +1301,31 @@ class SetupEngine:
                        "then run the setup again (or press Verify).", kit, retryable=True)
 
     # --- verify ---------------------------------------------------------------------------------------------
+    def _verify_vault(self, f: Facts, check: Callable[..., None]) -> None:
+        """VerifySetupDeprecated.ps1's Verify-KeyVault, for an RBAC vault: the vault, Exchange's access, the
+        certificate and its public part on the app."""
+        vf = f.kv
+        assert vf is not None
+        check("target", "Key vault", vf.vault is not None,
+              f"'{vf.vault_name}' in {vf.resource_group} ({vf.subscription_name})" if vf.vault
+              else f"'{vf.vault_name}' not found", "Run the setup: it creates the vault.")
+        check("target", "Exchange can read the certificate", vf.exchange_role,
+              f"Office 365 Exchange Online holds '{CERTIFICATE_USER}'" if vf.exchange_role
+              else f"Office 365 Exchange Online has no '{CERTIFICATE_USER}' role on the vault",
+              "Run the setup: it assigns the role.")
+        cert = vf.certificate
+        check("target", "Certificate", cert is not None,
+              f"{cert.subject or cert.name}, thumbprint {cert.thumbprint_hex}" if cert else "not in the vault",
+              "Run the setup: it creates the certificate.")
+        if cert is not None and cert.expires_on is not None:
+            end = self.now() + datetime.timedelta(days=self.options.migration_window_days)
+            check("target", "Certificate expiry", cert.expires_on > end, f"expires {cert.expires_on:%Y-%m-%d}",
+                  "Run the setup: it renews the certificate before the migration window ends.",
+                  warning=self.now() < cert.expires_on <= end)
+        check("target", "Certificate on the app", vf.certificate_on_app,
+              "the app's keyCredentials hold the certificate" if vf.certificate_on_app else "missing",
+              "Run the setup: it adds the certificate's public part to the app.")
+
     async def verify(self) -> list[Check]:
         try:
             return await self._verify()
@@ -1052,11 +1372,14 @@ class SetupEngine:
               "granted" if f.source_grant else "not granted (or not yet replicated)",
               "Have the source admin open the consent link, wait a few minutes, then verify again.")
         # Credential
-        state, detail = self._credential_state(f)
-        adopted = f.endpoint is not None and "usesKeyId" not in self.journal.known().get("endpoint", {})
-        check("target", "Client secret", state == "ok" or adopted,
-              detail if not adopted else "the endpoint was adopted with its own credential (tested below)",
-              "Run the setup: it adds a new secret and updates the endpoint.", warning=state == "expiring")
+        if f.kv is not None:
+            self._verify_vault(f, check)
+        else:
+            state, detail = self._credential_state(f)
+            adopted = f.endpoint is not None and "usesKeyId" not in self.journal.known().get("endpoint", {})
+            check("target", "Client secret", state == "ok" or adopted,
+                  detail if not adopted else "the endpoint was adopted with its own credential (tested below)",
+                  "Run the setup: it adds a new secret and updates the endpoint.", warning=state == "expiring")
         # Migration endpoint (Verify-MigrationEndpoint)
         e = f.endpoint
         check("target", "Migration endpoint", e is not None, e.identity if e else "missing", "Run the setup.")
@@ -1067,6 +1390,14 @@ class SetupEngine:
                   f"expected {f.source_domain}, found {e.remote_tenant}", "Run the setup: it updates the endpoint.")
             check("target", "Endpoint is remote", e.is_remote or e.endpoint_type.lower() == "exchangeremotemove",
                   f"IsRemote {e.is_remote}", "Recreate the endpoint with -ExchangeRemoteMove.")
+            if f.kv is not None:
+                cert_id = f.kv.certificate.id if f.kv.certificate is not None else ""
+                url = e.app_secret_key_vault_url
+                check("target", "Endpoint AppSecretKeyVaultUrl", bool(url) and url.lower() == cert_id.lower(),
+                      f"expected {cert_id or '(no certificate)'}, found {url or '(none)'}",
+                      "Run the setup: it points the endpoint at the vault's certificate.")
+                check("target", "Key Vault URL format", bool(VAULT_URL.match(url or "")), url or "(none)",
+                      "The URL must be https://<vault>.vault.azure.net/certificates/<name>/<version>.")
         # Organization relationships, capabilities by membership
         for side, rel, cap in (("target", f.target_rel, "Inbound"), ("source", f.source_rel, "RemoteOutbound")):
             partner = f.source_id if side == "target" else f.target_id
@@ -1103,6 +1434,10 @@ class SetupEngine:
                       avail.result + (f": {avail.message} {avail.error_detail}".rstrip() if not avail.ok else ""),
                       "Read the message: it names the missing piece (consent, relationship, credential, user).")
         return out
+
+
+VAULT_URL = re.compile(r"^https://[a-zA-Z_0-9\-]+\.vault\.(azure\.net|azure\.us|azure\.cn)(:443)?/certificates/"
+                       r"[a-zA-Z_0-9\-]+/[a-zA-Z_0-9]+$")
 
 
 # --- error mapping --------------------------------------------------------------------------------------------
@@ -1151,6 +1486,23 @@ def explain_setup(exc: ServiceError, change: Change | None = None) -> Problem:
         if "maximum number of concurrent requests" in text.lower() or exc.status in (429, 503):
             return Problem("Exchange Online is busy (throttling).", text,
                            "Wait a minute and run the setup again; nothing is duplicated.", details)
+    if isinstance(exc, ArmError):
+        if exc.code == "AuthorizationFailed" or exc.status == 403:
+            return Problem("Azure refused the change: the signed-in admin lacks a role on the subscription" + doing
+                           + ".", text, "Ask for the Owner role (or Contributor plus User Access Administrator) on "
+                           "the subscription, or use the client-secret mode, which needs no Azure subscription.",
+                           details)
+        if exc.code in ("VaultAlreadyExists", "ConflictError"):
+            return Problem("The key vault name is taken" + doing + ".", text,
+                           "Choose another vault name, or purge the deleted vault in the Azure portal.", details)
+        if exc.code == "MissingSubscriptionRegistration":
+            return Problem("The subscription cannot create key vaults yet.", text,
+                           "Register the Microsoft.KeyVault resource provider on the subscription (Azure portal > "
+                           "Subscriptions > Resource providers), then run the setup again.", details)
+    if isinstance(exc, KeyVaultError) and exc.status == 403:
+        return Problem("The key vault refused the request" + doing + ".", text,
+                       "A role given a moment ago can take a few minutes to apply: wait, then run the setup again.",
+                       details, True)
     if isinstance(exc, GraphError):
         if exc.code == "Authorization_RequestDenied" or exc.status == 403:
             return Problem("Microsoft Graph refused the change: the signed-in admin lacks a role" + doing + ".",
