@@ -134,3 +134,14 @@ def test_faults_from_the_scenario_and_the_cli(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "xtwizard.sandbox", "serve", "--fault", '{"kind": "boom"}'],
                          capture_output=True, text=True, timeout=30)
     assert bad.returncode == 2 and "Fault rule problem" in bad.stderr
+
+
+def test_scenario_mistakes_name_the_field(tmp_path):
+    from xtwizard.sandbox.scenario import ScenarioError, load_scenario
+
+    data = load_scenario("demo")
+    data["tenants"][0]["groups"].append(dict(data["tenants"][0]["groups"][0]))
+    path = tmp_path / "dup.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ScenarioError, match="a second group named 'Migration Wave 1'"):
+        Sandbox(str(path))

@@ -150,6 +150,8 @@ def _load_directory(t: Tenant, td: JSON, where: str) -> None:
         w = f"{where}.groups[{k}]"
         name = str(_need(gd, "displayName", w))
         gid = gd.get("id") or stable_id(t.id, "group", name.lower())
+        if gid in groups:
+            raise ScenarioError(f"{w}: a second group named {name!r}; give each group its own name or id.")
         mail_enabled = bool(gd.get("mailEnabled", False))
         groups[gid] = {
             "id": gid, "displayName": name, "description": gd.get("description"),
