@@ -55,8 +55,9 @@ def test_missing_roles_say_which_step_needs_what():
                             dataclasses.replace(TARGET, admin_role_ids=set())))
     t, s = checks["target-admin-roles"], checks["source-admin-roles"]
     assert t.status is Status.BLOCKER and "register the migration app" in t.explanation and "no administrator role" in t.explanation
-    assert s.status is Status.BLOCKER and "Mailbox.Migration" in s.explanation
-    assert "organization relationship and scoping group" not in s.explanation  # Exchange admin may do that part
+    assert s.status is Status.OK  # an Exchange admin may do the source's Exchange part
+    consent = checks["source-consent"]
+    assert consent.status is Status.WARNING and "Mailbox.Migration" in consent.explanation and "link" in consent.fix
 
 
 def test_dehydrated_target_is_fixed_later_not_blocking():

@@ -48,7 +48,7 @@ def test_true_checklist_for_the_demo_tenants(wizard, qtbot, user):
 def test_a_source_admin_without_roles_gets_a_blocker_with_the_fix(wizard, qtbot, user):
     page = to_prereqs(wizard, qtbot, user, source_account="helpdesk@northwind.example")
     check = page.check_by_id("source-admin-roles")
-    assert check.status is Status.BLOCKER and "Global Administrator" in check.fix
+    assert check.status is Status.BLOCKER and "Exchange Administrator" in check.fix
     assert not wizard.button(QWizard.WizardButton.FinishButton).isEnabled()
     assert "must be fixed" in page.summary.text()
 

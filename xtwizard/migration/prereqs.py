@@ -99,12 +99,18 @@ def evaluate(source: TenantFacts, target: TenantFacts) -> list[Check]:
     ], "Sign in to the target with a Global Administrator, or ask one to give this account the missing roles "
        "(Entra admin center → Roles and administrators), then sign in again."))
     checks.append(_role_check("source", source, [
-        ({GLOBAL_ADMIN, PRIVILEGED_ROLE_ADMIN},
-         "consent to the migration app's Mailbox.Migration permission (Global or Privileged Role Administrator)"),
         ({GLOBAL_ADMIN, EXCHANGE_ADMIN},
          "set up the source's organization relationship and scoping group (Global or Exchange Administrator)"),
-    ], "Sign in to the source with a Global Administrator of the source company, or have one give this account "
-       "the missing roles."))
+    ], "Sign in to the source with a Global or Exchange Administrator of the source company, or have one give "
+       "this account the missing role."))
+    can_consent = bool({GLOBAL_ADMIN, PRIVILEGED_ROLE_ADMIN} & source.admin_role_ids)
+    checks.append(Check(
+        "source-consent", "Who approves the migration app in the source", Status.OK if can_consent else Status.WARNING,
+        f"{source.admin_upn} can approve it: xtwizard will do it for you in the setup." if can_consent else
+        f"{source.admin_upn} cannot approve the app's Mailbox.Migration permission (that takes a Global or "
+        "Privileged Role Administrator of the source).",
+        "" if can_consent else "The setup gives you a short text with a link for the source's Global "
+        "Administrator; they approve in their browser, and you press Check again."))
 
     # Dehydrated organizations (reference §2.3; landscape B.1 row 16).
     for slot, f in (("target", target), ("source", source)):

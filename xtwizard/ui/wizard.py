@@ -10,6 +10,7 @@ from PySide6.QtWidgets import QWidget, QWizard
 
 from .context import AppContext
 from .pages.prereqs import PrerequisitesPage
+from .pages.setup import CredentialPage, PlanPage, ScopingGroupPage, VerifyPage
 from .pages.signin import SignInPage
 from .pages.welcome import WelcomePage
 
@@ -36,7 +37,12 @@ class MigrationWizard(QWizard):
         self.target = SignInPage(ctx, "target")
         self.source = SignInPage(ctx, "source")
         self.prereqs = PrerequisitesPage(ctx)
-        for p in (self.welcome, self.target, self.source, self.prereqs):
+        self.credential = CredentialPage(ctx)
+        self.scope = ScopingGroupPage(ctx)
+        self.plan = PlanPage(ctx, self.credential, self.scope)
+        self.verify = VerifyPage(ctx, self.plan)
+        for p in (self.welcome, self.target, self.source, self.prereqs, self.credential, self.scope, self.plan,
+                  self.verify):
             self.addPage(p)
         self.resize(900, 680)
 
