@@ -106,3 +106,22 @@ def test_consent_kit_refused_then_given_by_the_source_global_admin(wizard, qtbot
     qtbot.mouseClick(plan.status.retry, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: plan.applied or plan.status.state is PageState.ERROR, timeout=120000)
     assert plan.applied, plan.status.details
+
+
+def test_key_vault_mode_from_plan_to_verified(wizard, qtbot, user, sandbox, http):
+    http.patch(sandbox.info["control_url"] + "/settings", json={"certificate_issue_seconds": 0, "arm_lro_seconds": 0})
+    plan = to_plan(wizard, qtbot, user, vault=True)
+    text = plan.plan_view.toPlainText()
+    assert "vault" in text.lower()
+    qtbot.mouseClick(plan.apply_btn, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: plan.applied or plan.status.state is PageState.ERROR, timeout=180000)
+    assert plan.applied, plan.status.details
+    target = sandbox.state.tenant("target")
+    assert target.col("arm.vaults") and target.col("kv.certificates")
+    app = next(iter(target.col("applications").values()))
+    assert app.get("keyCredentials") and not app.get("passwordCredentials")
+    click_next(wizard, qtbot)
+    verify = wizard.verify
+    qtbot.waitUntil(lambda: verify.checks is not None or verify.status.state is PageState.ERROR, timeout=60000)
+    assert verify.checks is not None, verify.status.details
+    assert [c.text() for c in verify.checks if not c.ok and not c.warning] == []
