@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QAbstractButton, QLineEdit, QListWidget, QTreeWidget
+from PySide6.QtWidgets import QAbstractButton, QComboBox, QLineEdit, QListWidget, QPlainTextEdit, QSpinBox, QTreeWidget
 
 from tests.gui.test_signin_pages import SOURCE_ADMIN, TARGET_ADMIN
 from xtwizard.ui.widgets import PageState
@@ -61,8 +61,11 @@ def test_keyboard_only_from_welcome_to_prerequisites(wizard, qtbot, user):
 
 
 def test_every_control_has_an_accessible_name(wizard):
-    for page in (wizard.welcome, wizard.target, wizard.source, wizard.prereqs):
-        for cls in (QAbstractButton, QLineEdit, QListWidget, QTreeWidget):
+    for page in (wizard.welcome, wizard.target, wizard.source, wizard.prereqs, wizard.credential, wizard.scope,
+                 wizard.plan, wizard.verify):
+        for cls in (QAbstractButton, QLineEdit, QListWidget, QTreeWidget, QComboBox, QPlainTextEdit, QSpinBox):
             for w in page.findChildren(cls):
+                if w.objectName().startswith("qt_"):
+                    continue  # Qt's own parts of a composite control (a spin box's line edit)
                 assert w.accessibleName() or (isinstance(w, QAbstractButton) and w.text()), \
                     f"{type(w).__name__} on {page.title()!r} has no accessible name"
