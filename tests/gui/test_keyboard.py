@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QAbstractButton, QComboBox, QLineEdit, QListWidget, QPlainTextEdit, QSpinBox, QTreeWidget
+from PySide6.QtWidgets import (
+    QAbstractButton,
+    QComboBox,
+    QLineEdit,
+    QListWidget,
+    QPlainTextEdit,
+    QSpinBox,
+    QTreeWidget,
+)
 
 from tests.gui.test_signin_pages import SOURCE_ADMIN, TARGET_ADMIN
 from xtwizard.ui.widgets import PageState
