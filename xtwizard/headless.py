@@ -52,6 +52,10 @@ def setup_parser() -> argparse.ArgumentParser:
     p.add_argument("--sandbox-state", help="with --sandbox: keep the simulated tenants' state here")
     p.add_argument("--sandbox-info", help="run against a running sandbox: the file holding its ready line")
     p.add_argument("--client-id", help="sign in with this public client application")
+    p.add_argument("--replication-wait", type=float, default=600.0,
+                   help="seconds to wait for directory replication of what was just made (default 600)")
+    p.add_argument("--unfinished-wait", type=float, default=60.0,
+                   help="seconds to look for what an interrupted run may have made (default 60)")
     return p
 
 
@@ -184,7 +188,8 @@ async def _run(args: argparse.Namespace, project: Any, info: dict[str, Any] | No
         create_scope_group=args.create_scope_group, members_add=members,
         members_remove=_split(args.remove_members), migration_window_days=args.window_days,
         consent_by_api={"auto": None, "api": True, "kit": False}[args.consent], app_id=args.app_id,
-        test_mailuser=args.test_mailuser)
+        test_mailuser=args.test_mailuser, replication_wait_seconds=args.replication_wait,
+        unfinished_wait_seconds=args.unfinished_wait)
     say(f"Project: {project.name} ({project.id})", flush=True)
     try:
         for slot, user in (("target", args.target_user), ("source", args.source_user)):
@@ -211,8 +216,8 @@ async def _run(args: argparse.Namespace, project: Any, info: dict[str, Any] | No
                 result = await engine.apply(progress)
                 for w in result.warnings:
                     say(f"Warning: {w}", flush=True)
-            elif plan.waiting:
-                await engine.apply()
+            else:
+                await engine.apply()  # closes what an interrupted run left open; waits for consent if needed
         checks = await engine.verify()
         say("\nVerification:", flush=True)
         for c in checks:

@@ -117,7 +117,8 @@ class SetupOptions:
     app_name: str | None = None
     endpoint_name: str | None = None
     test_mailuser: str | None = None                 # a target MailUser for Test-MigrationServerAvailability
-    replication_wait_seconds: float = 600.0
+    replication_wait_seconds: float = 600.0         # for objects the journal says were made
+    unfinished_wait_seconds: float = 60.0            # for objects a crash may or may not have made
     # Key Vault certificate mode
     subscription: str | None = None                  # id or display name; default: the first one
     resource_group: str = "xtwizard-migration"
@@ -248,11 +249,16 @@ class SetupEngine:
         return data
 
     # --- replication-aware reads ----------------------------------------------------------------------------
-    async def _expect(self, fetch: Callable[[], Awaitable[T | None]], expected: bool) -> T | None:
-        """`fetch()`, retried with backoff while it finds nothing that the journal says exists."""
+    async def _expect(self, fetch: Callable[[], Awaitable[T | None]], expected: bool | str) -> T | None:
+        """`fetch()`, retried with backoff while it finds nothing that the journal says exists (`expected`
+        True), or — for "maybe", an intent a crash left open — for a shorter while: the change may never
+        have been made, or it was and replication hides it."""
         found = await fetch()
         waited, delay = 0.0, 2.0
-        while found is None and expected and waited < self.options.replication_wait_seconds:
+        budget = self.options.replication_wait_seconds
+        if expected == "maybe":
+            budget = min(budget, self.options.unfinished_wait_seconds)
+        while found is None and expected and waited < budget:
             await self.sleep(delay)
             waited += delay
             delay = min(delay * 2, 60.0)
@@ -308,7 +314,7 @@ class SetupEngine:
                           "Contact Microsoft support: cross-tenant mailbox migration is not available to this "
                           "tenant.")
         f.role_id = role.id
-        await self._inspect_app(f, tg, known, "app" in expecting)
+        await self._inspect_app(f, tg, known, "maybe" if "app" in expecting else False)
         if self.options.credential == "keyvault":
             f.kv = await self._inspect_vault(f, tg, known)
 
@@ -340,7 +346,7 @@ class SetupEngine:
         return f
 
     async def _inspect_app(self, f: Facts, tg: GraphClient, known: dict[str, dict[str, Any]],
-                           pending: bool) -> None:
+                           pending: bool | str) -> None:
         rec = known.get("app")
         app: Application | None = None
         if rec and rec.get("appId"):
@@ -433,8 +439,9 @@ class SetupEngine:
                           "whose members may be moved.",
                           "Choose one of: " + (", ".join(candidates) or "(none yet)") + " — or create a new one.")
         f.group_name = name
-        group = await self._expect(lambda: self._group(sx, name), "scope-group" in known
-                                   or any(e.target.get("key") == "scope-group" for e in self.journal.unfinished()))
+        group_expected: bool | str = "scope-group" in known or (
+            "maybe" if any(e.target.get("key") == "scope-group" for e in self.journal.unfinished()) else False)
+        group = await self._expect(lambda: self._group(sx, name), group_expected)
         if group is not None and group.recipient_type_details != SCOPE_GROUP_TYPE:
             kind = {"MailUniversalDistributionGroup": "a distribution list",
                     "GroupMailbox": "a Microsoft 365 group"}.get(group.recipient_type_details,
@@ -994,9 +1001,14 @@ class SetupEngine:
         for e in open_:
             key = str(e.target.get("key"))
             found = self._found_for(f, key, e.target)
+            if found is None:
+                note = "not in the tenant: the change was not made"
+            elif e.action.startswith("update"):
+                note = "the object is there; the plan re-checks its properties"
+            else:
+                note = "found in the tenant: the change was made"
             self.journal.finish(e.op, ok=found is not None, target={**e.target, **(found or {})},
-                                detail={"resolved": "on resume: " + ("found in the tenant" if found is not None
-                                                                     else "not in the tenant")})
+                                detail={"resolved": "on resume: " + note})
 
     def _found_for(self, f: Facts, key: str, target: dict[str, Any]) -> dict[str, Any] | None:
         if key == "app" and f.app is not None:
