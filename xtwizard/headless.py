@@ -225,7 +225,11 @@ async def _run(args: argparse.Namespace, project: Any, info: dict[str, Any] | No
         failed = [c for c in checks if not c.ok and not c.warning]
         expiry = project.data.get("setup", {}).get("expiry")
         if expiry:
-            say(f"\nClient secret expires: {expiry.get('expires')}", flush=True)
+            what = "Client secret" if expiry.get("mode") == "secret" else "Certificate"
+            say(f"\n{what} expires: {expiry.get('expires')}", flush=True)
+        warning = engine.expiry_warning()
+        if warning:
+            say(f"Warning: {warning}", flush=True)
         if failed:
             say(f"\n{len(failed)} check(s) failed; see 'What to do' above.", file=sys.stderr)
             return EXIT_VERIFY_FAILED

@@ -15,6 +15,8 @@ import requests
 from xtwizard.sandbox import Sandbox
 from xtwizard.sandbox.scenario import load_scenario
 
+pytestmark = pytest.mark.filterwarnings("ignore:This API has been deprecated:DeprecationWarning")
+
 PASSWORD = "Rehearse-only-2026"
 CLIENT = "fb78d390-0c51-40cd-8e17-fdbfab77341b"  # Exchange Online PowerShell's public client (the default)
 

@@ -129,3 +129,59 @@ def test_replication_delay_is_waited_out_on_the_sandbox_clock(sandbox: Any, tmp_
     tenant = sandbox.state.tenant("target")
     names = [a["displayName"] for a in tenant.col("applications").values()]
     assert names.count("xtwizard migration northwindtraders to fabrikaminc") == 1
+
+
+def test_progress_and_cancel_between_changes_then_resume(sandbox: Any, tmp_path: Path) -> None:
+    import threading
+
+    project = new_project(tmp_path)
+    seen: list[tuple[int, int, str]] = []
+    cancel = threading.Event()
+
+    def progress(done: int, total: int, line: str) -> None:
+        seen.append((done, total, line))
+        if done == 2:
+            cancel.set()  # the admin presses Cancel while the third change runs
+
+    async def go(engine: SetupEngine) -> Any:
+        return await engine.apply(progress, cancel)
+
+    result = run_engine(sandbox, project, SCOPE, go)
+    assert result.cancelled and len(result.done) == 3
+    assert [s[0] for s in seen] == [0, 1, 2] and seen[0][1] == 10
+    assert "Create the multitenant app registration" in seen[0][2]
+    assert project.unfinished() == []
+    out = run_engine(sandbox, project, SCOPE, full)  # the secret was not made yet: the next run completes
+    assert not out["result"].cancelled and out["after"].is_empty
+    assert all(c.ok for c in out["checks"])
+
+
+def test_consent_by_the_source_admin_elsewhere_then_the_rerun_finishes(sandbox: Any, tmp_path: Path) -> None:
+    from xtwizard.migration.setup import SetupProblem
+
+    project = new_project(tmp_path)
+    kit = SetupOptions(scope_groups=["Migration Wave 1"], consent_by_api=False)
+
+    async def first(engine: SetupEngine) -> Any:
+        try:
+            await engine.apply()
+        except SetupProblem as exc:
+            return exc.problem, engine.facts.app.app_id if engine.facts and engine.facts.app else ""
+        raise AssertionError("the setup did not wait for the source's consent")
+
+    problem, app_id = run_engine(sandbox, project, kit, first)
+    assert app_id in problem.details
+
+    async def source_admin_accepts(engine: SetupEngine) -> Any:  # what the consent link does in the source
+        sg = engine.ctx.graph("source")
+        sp = await sg.create_service_principal(app_id)
+        exo = await sg.get_service_principal_by_app_id("00000002-0000-0ff1-ce00-000000000000")
+        role = exo.app_role("Mailbox.Migration")
+        await sg.grant_app_role(exo.id, sp.id, role.id)
+        plan = await engine.plan()
+        await engine.apply()
+        return plan, await engine.verify()
+
+    plan, checks = run_engine(sandbox, project, kit, source_admin_accepts)
+    assert not plan.waiting and not [c for c in plan.pending if c.tenant == "source" and c.step == "source-consent"]
+    assert all(c.ok for c in checks), [c.text() for c in checks if not c.ok]

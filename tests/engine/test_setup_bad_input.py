@@ -125,6 +125,7 @@ def test_expired_secret_is_planned_as_a_new_secret_and_endpoint_update(sandbox: 
     keys = [(c.key, c.kind) for c in plan.pending]
     assert ("secret", "create") in keys and ("endpoint", "update") in keys
     assert "expired" in next(c.line for c in plan.pending if c.key == "secret")
+    assert any("Migration Wave 1" in c.message for c in checks)
     assert all(c.ok for c in checks), [c.text() for c in checks if not c.ok]
 
 
@@ -133,3 +134,25 @@ def test_exchange_throttling_is_ridden_out(sandbox: Any, tmp_path: Path) -> None
     project = new_project(tmp_path)
     checks = run_engine(sandbox, project, SetupOptions(scope_groups=["Migration Wave 1"]), apply)
     assert all(c.ok for c in checks)
+
+
+def test_expiry_within_the_window_is_warned(sandbox: Any, tmp_path: Path) -> None:
+    import datetime
+
+    project = new_project(tmp_path)
+    opts = SetupOptions(scope_groups=["Migration Wave 1"], migration_window_days=10)
+    run_engine(sandbox, project, opts, apply)
+
+    async def later(engine: SetupEngine) -> Any:
+        engine.now = lambda: datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=31)
+        return engine.expiry_warning(), await engine.plan()
+
+    warning, plan = run_engine(sandbox, project, opts, later)
+    assert warning is not None and "within the migration window" in warning
+    assert any("within the migration window" in w for w in plan.warnings)
+    assert ("secret", "create") in [(c.key, c.kind) for c in plan.pending]
+
+    async def now(engine: SetupEngine) -> Any:
+        return engine.expiry_warning()
+
+    assert run_engine(sandbox, project, opts, now) is None

@@ -1269,6 +1269,20 @@ class SetupEngine:
         await x.set_organization_relationship(rel.identity or rel.name, params)
         return {"name": rel.name}
 
+    def expiry_warning(self) -> str | None:
+        """A warning when the recorded credential ends before the migration window does (for any page)."""
+        rec = self.ctx.project.data.get("setup", {}).get("expiry") or {}
+        end = _parse_time(str(rec.get("expires") or ""))
+        if end is None:
+            return None
+        what = "client secret" if rec.get("mode") == "secret" else "Key Vault certificate"
+        if end <= self.now():
+            return f"The migration app's {what} expired on {end:%Y-%m-%d}: run the setup again to renew it."
+        if end < self.now() + datetime.timedelta(days=self.options.migration_window_days):
+            return (f"The migration app's {what} expires on {end:%Y-%m-%d}, within the migration window: "
+                    "run the setup again to renew it before it breaks a running migration.")
+        return None
+
     # --- consent kit ----------------------------------------------------------------------------------------
     def consent_url(self, f: Facts | None = None) -> str:
         f = f or self.facts
