@@ -44,6 +44,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sandbox, 
 def fresh(sb: Sandbox, scenario: str) -> None:
     sb.faults.clear()
     sb.state = build_state(load_scenario(scenario), sb.clock)
+    sb.state.settings["certificate_issue_seconds"] = 0  # the vault issues at once (no waiting in the loop)
     grant_tenant_wide_consent(sb)
 
 
