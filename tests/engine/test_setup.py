@@ -185,3 +185,21 @@ def test_consent_by_the_source_admin_elsewhere_then_the_rerun_finishes(sandbox: 
     plan, checks = run_engine(sandbox, project, kit, source_admin_accepts)
     assert not plan.waiting and not [c for c in plan.pending if c.tenant == "source" and c.step == "source-consent"]
     assert all(c.ok for c in checks), [c.text() for c in checks if not c.ok]
+
+
+def test_server_availability_for_a_chosen_target_mailuser(sandbox: Any, tmp_path: Path) -> None:
+    """Beyond VerifySetup.ps1: Test-MigrationServerAvailability with a prepared MailUser, and with one whose
+    ExchangeGuid was never stamped (the check names that user's problem)."""
+    project = new_project(tmp_path)
+    good = SetupOptions(scope_groups=["Migration Wave 1"], test_mailuser="alice@fabrikam.example")
+    out = run_engine(sandbox, project, good, full)
+    check = next(c for c in out["checks"] if c.name.startswith("Test-MigrationServerAvailability"))
+    assert check.ok and "alice@fabrikam.example" in check.name
+
+    async def verify(engine: SetupEngine) -> Any:
+        return await engine.verify()
+
+    bad = SetupOptions(test_mailuser="jonas.keller@fabrikam.example")
+    check = next(c for c in run_engine(sandbox, project, bad, verify)
+                 if c.name.startswith("Test-MigrationServerAvailability"))
+    assert not check.ok and "ExchangeGuid" in check.message

@@ -156,3 +156,9 @@ def test_expiry_within_the_window_is_warned(sandbox: Any, tmp_path: Path) -> Non
         return engine.expiry_warning()
 
     assert run_engine(sandbox, project, opts, now) is None
+
+
+def test_a_distribution_list_is_refused_with_the_reason(sandbox: Any, tmp_path: Path) -> None:
+    err = failing(sandbox, tmp_path, SetupOptions(scope_groups=["All Staff"]))
+    assert "it is a distribution list, not a mail-enabled security group" in err.problem.what
+    assert "MailboxMovePublishedScopes" in err.problem.why
