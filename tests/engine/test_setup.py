@@ -203,3 +203,33 @@ def test_server_availability_for_a_chosen_target_mailuser(sandbox: Any, tmp_path
     check = next(c for c in run_engine(sandbox, project, bad, verify)
                  if c.name.startswith("Test-MigrationServerAvailability"))
     assert not check.ok and "ExchangeGuid" in check.message
+
+
+def test_a_secret_added_by_an_interrupted_run_is_recorded_then_removed(sandbox: Any, tmp_path: Path) -> None:
+    """addPassword answered, then the process died before the outcome was journaled: the secret text is lost."""
+    project = new_project(tmp_path)
+
+    async def until_secret(engine: SetupEngine) -> str:
+        plan = await engine.plan()
+        while plan.pending[0].key != "secret":
+            await engine._execute(plan.pending[0])
+            plan = await engine.plan()
+        f = engine.facts
+        assert f is not None and f.app is not None
+        name = "xtwizard 20260101000000000000"
+        engine.journal.begin("target", "credential", "create secret", {"key": "secret", "type": "secret",
+                                                                        "name": name})
+        new = await engine.ctx.graph("target").add_password(f.app.id, name)
+        return new.key_id
+
+    orphan = run_engine(sandbox, project, SCOPE, until_secret)
+    out = run_engine(sandbox, project, SCOPE, full)
+    assert [c.text() for c in out["checks"] if not c.ok] == []
+    resolved = [e for e in project.entries() if e.target.get("keyId") == orphan and e.phase == "done"]
+    assert resolved and "on resume" in resolved[0].detail["resolved"]
+    assert any(c.key == f"orphan-secret:{orphan}" and c.kind == "remove" for c in out["plan"].pending)
+    app = next(a for a in sandbox.state.tenant("target").col("applications").values()
+               if a["displayName"].startswith("xtwizard migration"))
+    assert orphan not in {p["keyId"] for p in app["passwordCredentials"]}
+    assert len(app["passwordCredentials"]) == 1
+    assert out["after"].is_empty

@@ -736,6 +736,17 @@ class SetupEngine:
     async def plan(self) -> Plan:
         return self._plan(await self.inspect())
 
+    def _orphan_secrets(self, f: Facts) -> list[str]:
+        """Secrets an interrupted run added (found on resume) that are still on the app."""
+        if f.app is None:
+            return []
+        on_app = {p.key_id for p in f.app.password_credentials}
+        orphans = [str(e.target.get("keyId")) for e in self.ctx.project.entries()
+                   if e.phase == "done" and e.target.get("key") == "secret" and e.target.get("orphan")]
+        open_names = {e.target.get("name") for e in self.journal.unfinished() if e.target.get("key") == "secret"}
+        orphans += [p.key_id for p in f.app.password_credentials if p.display_name in open_names]
+        return [k for k in dict.fromkeys(orphans) if k in on_app]
+
     def _credential_state(self, f: Facts) -> tuple[str, str]:
         """(state, detail) of the client secret: ok / missing / expiring / unknown."""
         rec = self.journal.known().get("secret")
@@ -799,6 +810,10 @@ class SetupEngine:
                 ch.append(Change("target", "credential", "create", "secret",
                                  f"Add a client secret valid for {self.options.migration_window_days + 30} days "
                                  f"({detail}); it stays in memory only and goes straight to the endpoint"))
+            for key_id in self._orphan_secrets(f):
+                ch.append(Change("target", "credential", "remove", f"orphan-secret:{key_id}",
+                                 f"Remove the client secret {key_id[:8]}… that an interrupted run added (xtwizard "
+                                 "never kept it, so nothing can use it)"))
 
         # c. source consent
         by_api = self.options.consent_by_api if self.options.consent_by_api is not None else f.source_can_consent
@@ -1048,6 +1063,9 @@ class SetupEngine:
             return None
         if key == "scope-group" and f.group is not None:
             return {"name": f.group.name}
+        if key.startswith("orphan-secret:"):
+            gone = f.app is None or key.split(":", 1)[1] not in {p.key_id for p in f.app.password_credentials}
+            return {} if gone else None
         if key.startswith("member:"):
             addr = key.split(":", 1)[1].lower()
             present = any(m.primary_smtp_address.lower() == addr for m in f.members)
@@ -1095,7 +1113,7 @@ class SetupEngine:
             return f.source_rel.name if f.source_rel is not None else self.relationship_name(f.target_domain)
         if c.key == "scope-group":
             return f.group_name
-        if c.key.startswith("member:"):
+        if c.key.startswith(("member:", "orphan-secret:")):
             return c.key.split(":", 1)[1]
         return c.key
 
@@ -1148,6 +1166,10 @@ class SetupEngine:
                                                 "expires": new.end_date_time or end.isoformat()}
             self.ctx.project.save()
             return {"keyId": new.key_id, "expires": new.end_date_time or ""}
+        if c.key.startswith("orphan-secret:"):
+            assert f.app is not None
+            await tg.remove_password(f.app.id, c.key.split(":", 1)[1])
+            return {}
         if c.key in ("source-sp", "source-grant"):
             return await self._source_consent(f, sg, c.key)
         if c.key == "org-customization":
