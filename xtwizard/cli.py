@@ -98,7 +98,24 @@ def main(argv: list[str] | None = None) -> int:
                     "the Exchange Online PowerShell client)")
     ap.add_argument("--reset", action="store_true",
                     help="with --demo: forget earlier rehearsals (simulated tenants and rehearsal projects)")
+    ap.add_argument("--self-test", action="store_true",
+                    help="check this installation (keyring, TLS, Qt, sign-in and setup against simulated tenants) "
+                         "and exit 0 if it works; the log goes to --log-file or the user log folder")
+    ap.add_argument("--log-file", help="with --self-test: write the log here")
+    ap.add_argument("--measure-startup", metavar="FILE", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.self_test:
+        from pathlib import Path
+
+        from .selftest import run as self_test
+
+        return self_test(Path(args.log_file) if args.log_file else None)
+    if args.measure_startup:
+        from pathlib import Path
+
+        from .selftest import measure_startup
+
+        return measure_startup(Path(args.measure_startup))
     if args.demo:
         return run_demo(args)
     print("The wizard for real tenants arrives in the next slices; try `xtwizard --demo` to rehearse.",
