@@ -47,10 +47,14 @@ def main() -> int:
     ap.add_argument("app")
     ap.add_argument("baseline")
     ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--mode", choices=("auto", "cold", "warm"), default="auto",
+                    help="cold: drop the page cache before each run (root on Linux); auto: cold if possible")
     args = ap.parse_args()
     env = dict(os.environ)
     env.setdefault("QT_QPA_PLATFORM", "offscreen")
-    cold = drop_caches()
+    cold = args.mode != "warm" and drop_caches()
+    if args.mode == "cold" and not cold:
+        raise SystemExit("cannot drop the page cache here (needs root on Linux)")
     if not cold:  # warm the page cache once so that every measured run starts alike
         one_run(args.app, env, False)
         one_run(args.baseline, env, False)

@@ -23,6 +23,10 @@ xtwizard $VERSION. Proprietary. Bundles Python, Qt (PySide6-Essentials, LGPLv3) 
 libraries under their own licences; see /opt/xtwizard/_internal for their metadata.
 COPY
 SIZE_KB=$(du -sk "$PKG" | cut -f1)
+# The newest glibc symbol version any bundled binary needs (the build machine's distribution sets it).
+GLIBC=$(find "$SRC" -type f \( -name "*.so*" -o -name xtwizard \) -exec objdump -T {} + 2>/dev/null |
+        grep -o "GLIBC_2\.[0-9]*" | sort -t. -k2 -n -u | tail -1 | sed 's/GLIBC_//' || true)
+GLIBC=${GLIBC:-2.31}
 cat > "$PKG/DEBIAN/control" <<CONTROL
 Package: xtwizard
 Version: $VERSION
@@ -31,7 +35,7 @@ Priority: optional
 Architecture: $ARCH
 Maintainer: xtwizard <support@xtwizard.invalid>
 Installed-Size: $SIZE_KB
-Depends: libc6 (>= 2.31), libegl1, libgl1, libfontconfig1, libxkbcommon0, libxkbcommon-x11-0, libxcb1,
+Depends: libc6 (>= $GLIBC), libegl1, libgl1, libfontconfig1, libxkbcommon0, libxkbcommon-x11-0, libxcb1,
  libxcb-cursor0, libxcb-icccm4, libxcb-keysyms1, libxcb-image0, libxcb-render-util0, libxcb-randr0,
  libxcb-shape0, libxcb-xfixes0, libxcb-xkb1, libxcb-shm0, libxcb-sync1, libxcb-render0, libxcb-xinput0,
  libdbus-1-3, ca-certificates
