@@ -22,7 +22,6 @@ if [ -z "${XTW_REUSE_VENV:-}" ] || [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 echo "== installing xtwizard and PyInstaller into it"
-"$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
 "$VENV/bin/python" -m pip install -q "$ROOT" "pyinstaller>=6.10,<7"
 # Guard: exactly one Qt binding, and it is PySide6-Essentials (not the 600 MB PySide6 meta-package).
 "$VENV/bin/python" - <<'PYCHECK'
