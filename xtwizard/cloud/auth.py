@@ -21,6 +21,7 @@ import requests
 
 from .endpoints import CloudEndpoints
 from .http import NetworkUnavailable
+from .tls import requests_session
 from .tokenstore import TokenStore
 
 # Which public client signs in is configuration (reference §3.5, §8 item 4 — which first-party clients
@@ -137,9 +138,7 @@ class TenantSession:
         self.store = store
         self.client_id = client_id
         self._cache = store.load()
-        http = requests.Session()
-        http.trust_env = False  # REQUESTS_CA_BUNDLE would override `verify` (reference §6.6)
-        http.verify = endpoints.ca_bundle or True
+        http = requests_session(endpoints.ca_bundle)
         self._http = http
         self.app = msal.PublicClientApplication(
             client_id, authority=endpoints.authority(tenant_hint), token_cache=self._cache,

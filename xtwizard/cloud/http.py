@@ -100,8 +100,9 @@ class HttpPolicy:
 
     @classmethod
     def for_ca_bundle(cls, ca_bundle: str | None, **kwargs: Any) -> HttpPolicy:
-        verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True
-        return cls(verify=verify, **kwargs)
+        from .tls import client_ssl_context
+
+        return cls(verify=client_ssl_context(ca_bundle), **kwargs)
 
     @property
     def client(self) -> httpx.AsyncClient:

@@ -176,6 +176,14 @@ class KeyVaultCertificates:
             client_kwargs.setdefault("verify_challenge_resource", False)
             if endpoints.ca_bundle:
                 client_kwargs.setdefault("connection_verify", endpoints.ca_bundle)
+        else:
+            from azure.core.pipeline.transport import RequestsTransport
+
+            from .tls import requests_session
+
+            # The OS trust store, as for every other client (cloud/tls.py).
+            client_kwargs.setdefault("transport", RequestsTransport(session=requests_session(None),
+                                                                    session_owner=True))
         self.client = CertificateClient(vault_url=self.vault_url, credential=credential, **client_kwargs)
 
     def close(self) -> None:
