@@ -20,21 +20,12 @@ from typing import Any
 
 import httpx
 
+from .logsafety import CHATTY_LOGGERS, harden_logging
+
 log = logging.getLogger("xtwizard.http")
 
-# Libraries that log URLs with query strings or request headers (httpcore logs the Authorization header at
-# DEBUG): never below WARNING, whatever the application's own level.
-CHATTY_LOGGERS = ("httpx", "httpcore", "hpack", "urllib3", "requests", "msal", "azure", "azure.core",
-                  "azure.identity")
-
-
-def harden_logging() -> None:
-    """Keep third-party loggers that could print tokens or secrets at WARNING or above."""
-    for name in CHATTY_LOGGERS:
-        lg = logging.getLogger(name)
-        if lg.level == logging.NOTSET or lg.level < logging.WARNING:
-            lg.setLevel(logging.WARNING)
-
+__all__ = ["CHATTY_LOGGERS", "HttpPolicy", "NetworkUnavailable", "RetryPolicy", "harden_logging",
+           "retry_after_seconds"]
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 SAFE_TO_RESEND = frozenset({429, 503})

@@ -20,7 +20,7 @@ from PySide6.QtCore import QtMsgType, qInstallMessageHandler
 from PySide6.QtWidgets import QApplication
 
 from ..cloud.endpoints import CloudEndpoints
-from ..cloud.http import harden_logging
+from ..cloud.logsafety import harden_logging
 from .context import AppContext, SystemBrowser
 from .runner import AsyncRunner
 from .wizard import MigrationWizard
@@ -81,6 +81,14 @@ def setup_logging(log_dir: Path, level: int = logging.INFO) -> Callable[[], None
     return undo
 
 
+def warm_up() -> None:
+    """Import what the pages after Welcome need while the admin reads the first page."""
+    import importlib
+
+    for name in ("xtwizard.migration.workspace", "xtwizard.migration.setup"):
+        importlib.import_module(name)
+
+
 def run_wizard(endpoints: CloudEndpoints, *, demo: bool = False, data_dir: Path | None = None,
                log_dir: Path | None = None, client_id: str | None = None) -> int:
     default_data, default_logs = default_dirs(demo)
@@ -94,6 +102,8 @@ def run_wizard(endpoints: CloudEndpoints, *, demo: bool = False, data_dir: Path 
                      open_browser=SystemBrowser(), demo=demo, client_id=client_id)
     wizard = MigrationWizard(ctx)
     wizard.show()
+    # The cloud layer (msal, httpx, the Azure SDK) is imported after the first paint, off the GUI thread.
+    threading.Thread(target=warm_up, name="xtwizard-warm-up", daemon=True).start()
     try:
         return int(app.exec())
     finally:

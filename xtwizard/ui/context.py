@@ -5,15 +5,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from keyring.backend import KeyringBackend
 from PySide6.QtCore import QObject, QUrl, Signal, Slot
 from PySide6.QtGui import QDesktopServices
 
 from ..cloud.endpoints import CloudEndpoints
 from ..migration.project import ProjectStore
-from ..migration.workspace import Workspace
 from .runner import AsyncRunner
+
+if TYPE_CHECKING:  # imported lazily: msal, httpx and the Azure SDK are not needed for the first page
+    from keyring.backend import KeyringBackend
+
+    from ..migration.workspace import Workspace
 
 
 class SystemBrowser(QObject):

@@ -9,8 +9,8 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QLabel, QPushButton, QStyle, QTreeWidget, QTreeWidgetItem
 
 from ...migration.prereqs import Check, Status, can_continue
-from ...migration.problems import explain
 from ..context import AppContext
+from ..lazy import explain
 from ..runner import Operation
 from .base import BasePage
 

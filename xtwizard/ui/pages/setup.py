@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Signal
 from PySide6.QtGui import QFontDatabase, QGuiApplication
@@ -31,11 +31,13 @@ from PySide6.QtWidgets import (
     QTreeWidgetItem,
 )
 
-from ...migration.problems import explain
-from ...migration.setup import Check, Plan, SetupEngine, SetupOptions, SetupProblem
 from ..context import AppContext
+from ..lazy import explain
 from ..runner import Operation
 from .base import BasePage
+
+if TYPE_CHECKING:
+    from ...migration.setup import Check, Plan, SetupEngine, SetupOptions
 
 
 def _label(text: str) -> QLabel:
@@ -319,12 +321,16 @@ class PlanPage(BasePage):
             w.setVisible(on)
 
     def _options(self) -> SetupOptions:
+        from ...migration.setup import SetupOptions
+
         o = {**self.credential_page.options(), **self.scope_page.options()}
         return SetupOptions(credential=o["credential"], migration_window_days=o["migration_window_days"],
                             subscription=o["subscription"], scope_groups=o["scope_groups"],
                             create_scope_group=o["create_scope_group"], members_add=o["members_add"])
 
     def initializePage(self) -> None:
+        from ...migration.setup import SetupEngine, SetupProblem
+
         ws = self.ctx.workspace
         assert ws is not None
         try:
@@ -387,7 +393,7 @@ class PlanPage(BasePage):
 
     def _failed(self, exc: BaseException) -> None:
         self._op = None
-        problem = exc.problem if isinstance(exc, SetupProblem) else explain(exc)
+        problem = explain(exc)
         self.status.set_error(problem)
         waiting = bool(self.plan and self.plan.waiting) or "not approved" in problem.what
         if waiting and self.engine is not None and self.engine.facts is not None:
@@ -464,7 +470,7 @@ class VerifyPage(BasePage):
 
     def _failed(self, exc: BaseException) -> None:
         self._op = None
-        self.status.set_error(exc.problem if isinstance(exc, SetupProblem) else explain(exc))
+        self.status.set_error(explain(exc))
 
     def retry(self) -> None:
         self.initializePage()

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton
 
-from ...migration.problems import explain
-from ...migration.workspace import TenantIdentity
 from ..context import AppContext
+from ..lazy import explain
 from ..runner import Operation
 from .base import BasePage
+
+if TYPE_CHECKING:
+    from ...migration.workspace import TenantIdentity
 
 TEXT = {
     "target": ("Sign in to the target tenant",

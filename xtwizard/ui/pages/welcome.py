@@ -7,9 +7,7 @@ import datetime
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QButtonGroup, QLabel, QLineEdit, QListWidget, QListWidgetItem, QRadioButton
 
-from ...cloud.auth import DEFAULT_CLIENT_ID
 from ...migration.project import ProjectError
-from ...migration.workspace import Workspace
 from ..context import AppContext
 from .base import BasePage
 
@@ -80,6 +78,9 @@ class WelcomePage(BasePage):
         except ProjectError as exc:
             self.status.set_idle(str(exc))
             return False
+        from ...cloud.auth import DEFAULT_CLIENT_ID
+        from ...migration.workspace import Workspace
+
         if self.ctx.workspace is not None:
             self.ctx.runner.submit(self.ctx.workspace.aclose)
         self.ctx.workspace = Workspace(self.ctx.endpoints, project, self.ctx.data_dir,
