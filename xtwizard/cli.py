@@ -118,9 +118,14 @@ def main(argv: list[str] | None = None) -> int:
         return measure_startup(Path(args.measure_startup))
     if args.demo:
         return run_demo(args)
-    print("The wizard for real tenants arrives in the next slices; try `xtwizard --demo` to rehearse.",
-          file=sys.stderr)
-    return 2
+    if not _has_display():
+        print("xtwizard needs a display for its window. Without one: `xtwizard --demo --console` runs the simulated "
+              "tenants, and `xtwizard setup --help` sets up a migration from the terminal.", file=sys.stderr)
+        return 2
+    from .cloud.endpoints import PUBLIC_CLOUD
+    from .ui.app import run_wizard
+
+    return run_wizard(PUBLIC_CLOUD, client_id=args.client_id)
 
 
 if __name__ == "__main__":

@@ -115,3 +115,27 @@ def test_resume_a_project_keeps_who_signed_in_where(wizard, qtbot, user, app_ctx
     summaries = app_ctx.projects.summaries()
     assert [s.id for s in summaries] == [pid]
     assert summaries[0].target == "fabrikaminc.onmicrosoft.com"
+
+
+def test_the_real_cloud_wizard_reaches_sign_in_without_touching_the_network(qtbot, tmp_path):
+    """Opening a project must not wait on Microsoft: msal's discovery happens when sign-in starts, off the GUI
+    thread (this machine has no route to Microsoft, so any network call here would fail the test)."""
+    import keyring.backends.fail
+
+    from xtwizard.cloud.endpoints import PUBLIC_CLOUD
+    from xtwizard.ui.context import AppContext
+    from xtwizard.ui.runner import AsyncRunner
+    from xtwizard.ui.wizard import MigrationWizard
+
+    runner = AsyncRunner()
+    try:
+        ctx = AppContext(endpoints=PUBLIC_CLOUD, runner=runner, data_dir=tmp_path, log_dir=tmp_path,
+                         open_browser=lambda url: None, keyring_backend=keyring.backends.fail.Keyring())
+        w = MigrationWizard(ctx)
+        qtbot.addWidget(w)
+        w.show()
+        start_project(w, qtbot, "Real tenants")
+        assert w.target.state is PageState.IDLE and w.target.browser_btn.isEnabled()
+        assert "(rehearsal)" not in w.windowTitle()
+    finally:
+        runner.shutdown()

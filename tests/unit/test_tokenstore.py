@@ -57,7 +57,7 @@ def test_sealed_cache_round_trip_through_gnome_keyring(tmp_path, secret_service)
                               "token-cache-key:target"], capture_output=True, text=True)
         assert len(base64.b64decode(out.stdout.strip())) == 32
     again = TokenStore("target", tmp_path, backend=secret_service).load()
-    accounts = again.find(msal.TokenCache.CredentialType.REFRESH_TOKEN)
+    accounts = list(again.search(msal.TokenCache.CredentialType.REFRESH_TOKEN))
     assert [a["secret"] for a in accounts] == [RT]
     store.forget()
     assert not store.path.exists()
@@ -71,7 +71,7 @@ def test_tampered_cache_is_dropped_not_trusted(tmp_path, secret_service):
     data[-1] ^= 0x01
     store.path.write_bytes(bytes(data))
     cache = TokenStore("source", tmp_path, backend=secret_service).load()
-    assert cache.find(msal.TokenCache.CredentialType.REFRESH_TOKEN) == []
+    assert list(cache.search(msal.TokenCache.CredentialType.REFRESH_TOKEN)) == []
     assert not store.path.exists()
     store.forget()
 

@@ -138,17 +138,33 @@ class TenantSession:
         self.store = store
         self.client_id = client_id
         self._cache = store.load()
-        http = requests_session(endpoints.ca_bundle)
-        self._http = http
-        self.app = msal.PublicClientApplication(
-            client_id, authority=endpoints.authority(tenant_hint), token_cache=self._cache,
-            instance_discovery=endpoints.instance_discovery, http_client=http)
-        self._lock = threading.Lock()
+        self.tenant_hint = tenant_hint
+        self._app: msal.PublicClientApplication | None = None
+        self._lock = threading.RLock()
+
+    @property
+    def app(self) -> msal.PublicClientApplication:
+        """The msal application, made on first use: msal reads the authority's OIDC metadata over the network
+        when it is constructed, which must happen off the GUI thread and may fail like any other call."""
+        with self._lock:
+            if self._app is None:
+                with _network("sign-in service discovery"):
+                    try:
+                        self._app = msal.PublicClientApplication(
+                            self.client_id, authority=self.endpoints.authority(self.tenant_hint),
+                            token_cache=self._cache, instance_discovery=self.endpoints.instance_discovery,
+                            http_client=requests_session(self.endpoints.ca_bundle), timeout=30)
+                    except ValueError as exc:  # msal: "Unable to get authority configuration for ..."
+                        raise SignInError("failed", f"The sign-in service did not answer as expected ({exc}).") \
+                            from None
+            return self._app
 
     # --- who ----------------------------------------------------------------------------------------------
     @property
     def account(self) -> SignedInAccount | None:
-        accounts = self.app.get_accounts()
+        """The signed-in account, from the token cache alone (no network: the GUI thread may ask)."""
+        accounts = [a for a in self._cache.search(msal.TokenCache.CredentialType.ACCOUNT)
+                    if not a.get("client_id") or a.get("client_id") == self.client_id]
         if not accounts:
             return None
         a = accounts[0]
