@@ -18,8 +18,6 @@ import pytest
 from tests.conftest import ca_context
 from tests.sandbox.support import bearer, user_token
 from xtwizard.sandbox import Sandbox
-from xtwizard.sandbox.clock import SandboxClock
-from xtwizard.sandbox.scenario import build_state
 
 TARGET_ID = "9d7c3b1a-2e4f-4a6b-8c0d-1e3f5a7b9c22"
 SOURCE_ID = "5b1e7a2c-3d4f-4e6a-9b8c-0d1e2f3a4b11"
@@ -82,20 +80,10 @@ def azure_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
         sb.stop()
 
 
-def reset_state(sb: Sandbox) -> None:
-    """Give the running sandbox a fresh copy of the scenario's state, a fresh clock, and no faults."""
-    with sb.state.lock:
-        state = build_state(json.loads(json.dumps(SCENARIO)), SandboxClock(1.0))
-        sb.state = state
-        sb.clock = state.clock
-        sb.issuer.clock = state.clock
-        sb.faults.clear()
-
-
 @pytest.fixture
 def azure(azure_server: Sandbox) -> Sandbox:
     """The module's sandbox with the scenario's state as it was at the start: each test starts clean."""
-    reset_state(azure_server)
+    azure_server.reset()
     return azure_server
 
 

@@ -145,3 +145,16 @@ def test_scenario_mistakes_name_the_field(tmp_path):
     path.write_text(json.dumps(data))
     with pytest.raises(ScenarioError, match="a second group named 'Migration Wave 1'"):
         Sandbox(str(path))
+
+
+def test_reset_returns_to_the_scenario_while_serving(sandbox, http):
+    ctl = sandbox.info["control_url"]
+    http.patch(ctl + "/settings", json={"replication_delay_seconds": 30})
+    http.post(ctl + "/faults", json={"kind": "throttle", "service": "graph"})
+    before = http.get(ctl + "/clock").json()["now"]
+    http.post(ctl + "/clock", json={"advance_seconds": 86400})
+    assert http.post(ctl + "/reset").status_code == 204
+    assert http.get(ctl + "/settings").json()["replication_delay_seconds"] == 0
+    assert http.get(ctl + "/faults").json()["value"] == []
+    assert http.get(ctl + "/clock").json()["now"] < before + 3600  # the day's jump is gone
+    assert http.get(sandbox.info["graph_url"] + "/organization").status_code == 401  # served, not throttled

@@ -19,7 +19,6 @@ from cryptography.x509.oid import NameOID
 from tests.conftest import ca_context
 from tests.sandbox.support import app_token, bearer, user_token
 from xtwizard.sandbox import Sandbox
-from xtwizard.sandbox.scenario import build_state, load_scenario
 
 SOURCE_ADMIN = "admin@northwindtraders.onmicrosoft.com"
 TARGET_ADMIN = "admin@fabrikaminc.onmicrosoft.com"
@@ -172,12 +171,9 @@ def _shared_sandbox() -> Any:
 def sandbox(_shared_sandbox: Sandbox) -> Sandbox:
     """Overrides conftest's per-test sandbox: one server for the module, its state rebuilt from the demo scenario
     before every test (the Graph backend reads `sandbox.state` on each request), which saves a server start and
-    stop per test.  The clock keeps its forward jumps; every test mints fresh tokens."""
-    sb = _shared_sandbox
-    sb.faults.clear()
-    sb.request_log.clear()
-    sb.state = build_state(load_scenario("demo"), sb.clock)
-    return sb
+    stop per test."""
+    _shared_sandbox.reset()
+    return _shared_sandbox
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from tests.sandbox.support import user_token
 from xtwizard.cloud.endpoints import CloudEndpoints, sandbox_endpoints
 from xtwizard.cloud.http import HttpPolicy, RetryPolicy
 from xtwizard.sandbox import Sandbox
-from xtwizard.sandbox.scenario import build_state, load_scenario
 
 SOURCE_ADMIN = "admin@northwindtraders.onmicrosoft.com"
 TARGET_ADMIN = "admin@fabrikaminc.onmicrosoft.com"
@@ -113,10 +112,7 @@ def module_sandbox() -> Any:
 
     @pytest.fixture
     def sandbox(_shared_sandbox: Sandbox) -> Sandbox:
-        sb = _shared_sandbox
-        sb.faults.clear()
-        sb.request_log.clear()
-        sb.state = build_state(load_scenario("demo"), sb.clock)
-        return sb
+        _shared_sandbox.reset()
+        return _shared_sandbox
 
     return _shared_sandbox, sandbox

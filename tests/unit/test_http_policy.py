@@ -8,18 +8,9 @@ import logging
 import httpx
 import pytest
 
+from tests.unit.cloud_support import RecordedSleep
 from xtwizard.cloud.endpoints import sandbox_endpoints
 from xtwizard.cloud.http import HttpPolicy, NetworkUnavailable, RetryPolicy, retry_after_seconds
-
-
-class RecordedSleep:
-    """Stands in for asyncio.sleep so retries are checked without waiting on the wall clock."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
 
 
 def _fault(sandbox, http, **spec):

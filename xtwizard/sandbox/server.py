@@ -246,6 +246,23 @@ class Sandbox:
             self._tmpdir.cleanup()
             self._tmpdir = None
 
+    def reset(self) -> None:
+        """Back to the scenario's starting state, with a fresh clock, no faults and an empty request log, while
+        the listeners keep running (tests share one server per module; the control API's POST /_sandbox/reset).
+        Backends are rebuilt too, so nothing they keep in memory (codes, sessions) outlives the old state."""
+        with self.state.lock:
+            data = load_scenario(self.scenario_ref)
+            scale = float(data.get("settings", {}).get("time_scale", self.clock.scale))
+            state = build_state(data, SandboxClock(scale))
+            self.state = state
+            self.clock = state.clock
+            self.issuer.clock = state.clock
+            self.faults.clear()
+            for spec in state.initial_faults:
+                self.faults.add(parse_rule(spec))
+            self.request_log.clear()
+            self.backends = {name: cls(self) for name, cls in SERVICES.items()}
+
     def __enter__(self) -> Sandbox:
         self.start()
         return self

@@ -34,6 +34,7 @@ class ControlBackend(Backend):
         r.add("PATCH", P + "/settings", self.patch_settings)
         r.add("GET", P + "/clock", self.get_clock)
         r.add("POST", P + "/clock", self.post_clock)
+        r.add("POST", P + "/reset", self.post_reset)
 
     def describe(self, req: Request) -> Response:
         return Response.json(self.sb.describe())
@@ -116,3 +117,7 @@ class ControlBackend(Backend):
             raise self.error(400, "BadRequest", f"Invalid clock change: {exc}") from None
         self.state.touch()
         return Response.json({"now": self.sb.clock.now(), "scale": self.sb.clock.scale})
+
+    def post_reset(self, req: Request) -> Response:
+        self.sb.reset()
+        return Response.empty()
