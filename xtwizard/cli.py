@@ -82,13 +82,15 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "setup":  # headless sub-command (xtwizard/headless.py)
-        from .headless import main as setup_main
+    from .headless import COMMANDS, epilog
 
-        return setup_main(argv[1:])
+    if argv and argv[0] in COMMANDS:  # headless sub-commands (xtwizard/headless/)
+        from .headless import main as headless_main
+
+        return headless_main(argv[0], argv[1:])
     ap = argparse.ArgumentParser(prog="xtwizard", description="Move Exchange Online mailboxes between Microsoft 365 "
                                  "tenants with Microsoft's cross-tenant mailbox migration.",
-                                 epilog="Headless setup: xtwizard setup --help")
+                                 epilog=epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--version", action="version", version=f"xtwizard {__version__}")
     ap.add_argument("--demo", action="store_true", help="rehearse with two simulated tenants (no real tenant is touched)")
     ap.add_argument("--scenario", default="demo", help=argparse.SUPPRESS)
