@@ -96,6 +96,11 @@ class FaultSet:
         with self._lock:
             return list(self._rules)
 
+    def latency_ms(self, service: str, method: str, path: str) -> int:
+        """The latency the matching rules add, without firing or using up any rule."""
+        with self._lock:
+            return sum(r.latency_ms for r in self._rules if r.kind == "latency" and r.matches(service, method, path))
+
     def take(self, service: str, method: str, path: str) -> list[FaultRule]:
         """The rules this request triggers; counted rules are used up."""
         fired: list[FaultRule] = []

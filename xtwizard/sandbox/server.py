@@ -30,6 +30,7 @@ from .backends.graph import GraphBackend
 from .backends.identity import IdentityBackend
 from .backends.keyvault import KeyVaultBackend
 from .clock import SandboxClock
+from .exchange.invoke import THROTTLED, TenantThrottle, invoke_tenant
 from .faults import FaultSet, parse_rule
 from .http import Headers, HttpError, Request, Response
 from .scenario import build_state, load_scenario
@@ -177,6 +178,7 @@ class Sandbox:
         self.clock = self.state.clock
         self.issuer = TokenIssuer(self.clock)
         self.faults = FaultSet()
+        self.exchange_throttle = TenantThrottle()
         if latency_ms:
             self.faults.add(parse_rule({"kind": "latency", "latency_ms": latency_ms}))
         for spec in [*self.state.initial_faults, *(faults or [])]:
@@ -261,6 +263,7 @@ class Sandbox:
             for spec in state.initial_faults:
                 self.faults.add(parse_rule(spec))
             self.request_log.clear()
+            self.exchange_throttle.clear()
             self.backends = {name: cls(self) for name, cls in SERVICES.items()}
 
     def __enter__(self) -> Sandbox:
@@ -324,6 +327,22 @@ class Sandbox:
         return resp
 
     def _with_faults(self, backend: Backend, req: Request) -> Response | None:
+        tenant = invoke_tenant(self.state, req)
+        if tenant is None:
+            return self._faulted(backend, req)
+        settings = self.state.settings
+        if not self.exchange_throttle.enter(tenant, int(settings["exchange_max_concurrent"])):
+            # Over Exchange's per-tenant limit: answered after the injected latency (a round trip is a round
+            # trip) but not counted in flight, and without using up any counted fault rule.
+            self._stop.wait(self.faults.latency_ms(req.service, req.method, req.path) / 1000)
+            return backend.throttled(req, 429, int(settings["exchange_throttle_retry_after_seconds"]), THROTTLED)
+        try:
+            return self._faulted(backend, req)
+        finally:  # before the answer is written, so a client's next request never finds this one counted
+            self.exchange_throttle.leave(tenant)
+
+    def _faulted(self, backend: Backend, req: Request) -> Response | None:
+        # Injected latency waits outside the state lock: concurrent requests really overlap.
         for rule in self.faults.take(req.service, req.method, req.path):
             if rule.kind == "latency":
                 self._stop.wait(rule.latency_ms / 1000)  # real latency, seen by real clients

@@ -33,6 +33,8 @@ DEFAULT_SETTINGS: JSON = {
     "certificate_issue_seconds": 2,          # Key Vault self-signed issuance time
     "move_speed": 1.0,                       # the move service's speed-up
     "arm_lro_seconds": 15,                   # how long ARM long-running operations take (sandbox time)
+    "exchange_max_concurrent": 0,            # InvokeCommand requests in flight per tenant; more get 429 (0 = off)
+    "exchange_throttle_retry_after_seconds": 2,  # the Retry-After of those 429s (real seconds)
 }
 
 

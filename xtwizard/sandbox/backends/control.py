@@ -35,6 +35,8 @@ class ControlBackend(Backend):
         r.add("GET", P + "/clock", self.get_clock)
         r.add("POST", P + "/clock", self.post_clock)
         r.add("POST", P + "/reset", self.post_reset)
+        r.add("GET", P + "/throttle", self.get_throttle)
+        r.add("DELETE", P + "/throttle", self.clear_throttle)
 
     def describe(self, req: Request) -> Response:
         return Response.json(self.sb.describe())
@@ -120,4 +122,15 @@ class ControlBackend(Backend):
 
     def post_reset(self, req: Request) -> Response:
         self.sb.reset()
+        return Response.empty()
+
+    def get_throttle(self, req: Request) -> Response:
+        settings = self.state.settings
+        return Response.json({"exchange": {
+            "max_concurrent": settings["exchange_max_concurrent"],
+            "retry_after_seconds": settings["exchange_throttle_retry_after_seconds"],
+            "tenants": self.sb.exchange_throttle.stats()}})
+
+    def clear_throttle(self, req: Request) -> Response:
+        self.sb.exchange_throttle.clear()
         return Response.empty()

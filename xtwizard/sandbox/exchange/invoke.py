@@ -7,6 +7,7 @@ import hashlib
 import json
 import re
 import secrets
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,60 @@ EXCHANGE_ADMIN_ROLES = ("Global Administrator", "Exchange Administrator")
 # Organization Management (needed to change MailboxMoveCapability, reference §2.1): in this model the same roles.
 ORG_MANAGEMENT_ROLES = ("Global Administrator", "Exchange Administrator")
 THROTTLED = "You have reached the maximum number of concurrent requests per tenant. Please wait and try again"
+INVOKE_PATH = re.compile(r"^/adminapi/[^/]+/(?P<tenant>[^/]+)/InvokeCommand$", re.IGNORECASE)
+
+
+class TenantThrottle:
+    """Exchange's per-tenant limit on concurrent InvokeCommand requests (reference §3.5).
+
+    [U] Microsoft publishes neither the limit nor the Retry-After it sends: both are settings
+    (`exchange_max_concurrent`, 0 = no limit, and `exchange_throttle_retry_after_seconds`).  A request is
+    in flight from its arrival (before injected latency) until its answer is ready; one over the limit is
+    answered 429 at once and is not counted in flight.  Per tenant id, the counters kept are: `in_flight`,
+    `peak` (the most admitted at once, also kept with no limit, to prove requests overlap), `admitted` and
+    `throttled`.  Thread-safe; never holds the state lock."""
+
+    FIELDS = ("in_flight", "peak", "admitted", "throttled")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, dict[str, int]] = {}
+
+    def enter(self, tenant_id: str, limit: int) -> bool:
+        """Admit one request (True) or count it as throttled (False)."""
+        with self._lock:
+            c = self._counts.setdefault(tenant_id, dict.fromkeys(self.FIELDS, 0))
+            if limit > 0 and c["in_flight"] >= limit:
+                c["throttled"] += 1
+                return False
+            c["in_flight"] += 1
+            c["admitted"] += 1
+            c["peak"] = max(c["peak"], c["in_flight"])
+            return True
+
+    def leave(self, tenant_id: str) -> None:
+        with self._lock:
+            self._counts[tenant_id]["in_flight"] -= 1
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        with self._lock:
+            return {t: dict(c) for t, c in self._counts.items()}
+
+    def clear(self) -> None:
+        """Counters back to zero (requests still in flight stay counted, so `leave` keeps balancing)."""
+        with self._lock:
+            for c in self._counts.values():
+                c.update(peak=c["in_flight"], admitted=0, throttled=0)
+
+
+def invoke_tenant(st: Any, req: Request) -> str | None:
+    """The id of the tenant an InvokeCommand request is for; None for other requests or unknown tenants."""
+    m = INVOKE_PATH.match(req.path) if req.service == "exchange" and req.method == "POST" else None
+    if m is None:
+        return None
+    with st.lock:
+        t = st.tenant(m["tenant"], by_key=False)
+        return t.id if t is not None else None
 
 
 def odata_error(status: int, code: str, message: str, headers: list[tuple[str, str]] | None = None) -> HttpError:
