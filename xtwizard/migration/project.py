@@ -12,7 +12,6 @@ import json
 import os
 import re
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,6 +128,7 @@ class MigrationProject:
         """Record the intent before changing a tenant; returns the op id to close it with."""
         if tenant not in ("source", "target"):
             raise ValueError("tenant must be 'source' or 'target'")
+        import uuid  # here, not at the top: the first window paints sooner
         op = uuid.uuid4().hex
         self._append(JournalEntry(self._next_seq(), time.time(), tenant, step, action, "intent", target,
                                   detail or {}, op))
@@ -178,6 +178,8 @@ class ProjectStore:
         name = name.strip()
         if not name:
             raise ProjectError("Give the project a name, for example the two companies' names.")
+        import uuid
+
         pid = uuid.uuid4().hex[:12]
         now = time.time()
         project = MigrationProject(self.root / pid, {

@@ -3,17 +3,21 @@
 The GUI thread never waits on the network.  A page submits a coroutine; its result or error comes back on
 the GUI thread through a queued Qt signal.  Every operation can be cancelled (the coroutine really gets
 CancelledError), and a result that arrives after its operation was cancelled or replaced is dropped.
+
+The loop (and asyncio itself, ~70 ms of imports) starts on the first submit, not before the first paint.
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import itertools
 import logging
 import threading
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import asyncio
+    import concurrent.futures
 
 from PySide6.QtCore import QObject, Signal, Slot
 
@@ -47,9 +51,8 @@ class AsyncRunner(QObject):
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="xtwizard-async", daemon=True)
-        self._thread.start()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         self._ids = itertools.count(1)
         self._callbacks: dict[int, tuple[Done | None, Failed | None]] = {}
         self._current: dict[str, Operation] = {}
@@ -57,6 +60,13 @@ class AsyncRunner(QObject):
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop, started on first use."""
+        if self._loop is None:
+            import asyncio
+
+            self._loop = asyncio.new_event_loop()
+            self._thread = threading.Thread(target=self._loop.run_forever, name="xtwizard-async", daemon=True)
+            self._thread.start()
         return self._loop
 
     def submit(self, work: Callable[[], Awaitable[Any]], *, on_done: Done | None = None,
@@ -74,7 +84,9 @@ class AsyncRunner(QObject):
         async def wrapped() -> Any:
             return await work()
 
-        fut = asyncio.run_coroutine_threadsafe(wrapped(), self._loop)
+        import asyncio
+
+        fut = asyncio.run_coroutine_threadsafe(wrapped(), self.loop)
         op.future = fut
 
         def finished(f: concurrent.futures.Future[Any]) -> None:
@@ -89,6 +101,8 @@ class AsyncRunner(QObject):
 
     @Slot(object, object, object)
     def _on_deliver(self, op: Operation, result: Any, error: BaseException | None) -> None:
+        import asyncio
+
         on_done, on_error = self._callbacks.pop(op.id, (None, None))
         if op.key is not None and self._current.get(op.key) is op:
             del self._current[op.key]
@@ -108,13 +122,19 @@ class AsyncRunner(QObject):
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Cancel what runs, stop the loop and join its thread."""
-        def stop() -> None:
-            for task in asyncio.all_tasks(self._loop):
-                task.cancel()
-            self._loop.stop()
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return  # never started
 
-        if self._loop.is_running():
-            self._loop.call_soon_threadsafe(stop)
-        self._thread.join(timeout)
-        if not self._loop.is_running():
-            self._loop.close()
+        def stop() -> None:
+            import asyncio
+
+            for task in asyncio.all_tasks(loop):
+                task.cancel()
+            loop.stop()
+
+        if loop.is_running():
+            loop.call_soon_threadsafe(stop)
+        thread.join(timeout)
+        if not loop.is_running():
+            loop.close()
