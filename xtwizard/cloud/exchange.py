@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import datetime
 import io
 import json
 import logging
@@ -260,6 +261,66 @@ class Recipient:
     is_dir_synced: bool
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
+    # The rest of reference §3.6, read from `raw` so that every Get-Mailbox/-MailUser/-Recipient/-User row fits.
+    @property
+    def guid(self) -> str:
+        """The object's own GUID: an identity that is never ambiguous (names are, landscape story of Chris)."""
+        return _s(self.raw.get("Guid") or self.raw.get("ExchangeObjectId"))
+
+    @property
+    def alias(self) -> str:
+        return _s(self.raw.get("Alias"))
+
+    @property
+    def mailbox_locations(self) -> tuple[str, ...]:
+        return _list(self.raw.get("MailboxLocations"))
+
+    @property
+    def aux_archive_count(self) -> int:
+        """Entries of MailboxLocations that are auxiliary archives (at most 12 can move, reference §1.5)."""
+        return sum(1 for loc in self.mailbox_locations if "auxarchive" in loc.lower())
+
+    @property
+    def holds(self) -> tuple[str, ...]:
+        """Every hold that blocks a cross-tenant move (reference §1.5 item 4), in plain words."""
+        out = [label for key, label in (("LitigationHoldEnabled", "litigation hold"),
+                                        ("DelayHoldApplied", "delay hold"),
+                                        ("DelayReleaseHoldApplied", "delay release hold"),
+                                        ("ComplianceTagHoldApplied", "retention label hold"))
+               if _bool(self.raw.get(key))]
+        for h in _list(self.raw.get("InPlaceHolds")):
+            if h.lower().startswith(("mbx", "cld", "unih", "skp")) or len(h) == 32:
+                out.append(f"in-place or retention hold {h}")
+        return tuple(out)
+
+    @property
+    def recoverable_items_quota(self) -> int:
+        return parse_bytes(self.raw.get("RecoverableItemsQuota"))
+
+    @property
+    def previous_recipient_type_details(self) -> str:
+        value = _s(self.raw.get("PreviousRecipientTypeDetails"))
+        return "" if value.lower() == "none" else value
+
+    @property
+    def auto_expanding_archive(self) -> bool:
+        return _bool(self.raw.get("AutoExpandingArchiveEnabled"))
+
+    @property
+    def send_on_behalf(self) -> tuple[str, ...]:
+        """GrantSendOnBehalfTo: delegates, who should move in the same batch."""
+        return _list(self.raw.get("GrantSendOnBehalfTo"))
+
+
+@dataclass(frozen=True)
+class MailboxStatistics:
+    """Get-MailboxStatistics: sizes in bytes (ByteQuantifiedSize parsed)."""
+
+    item_count: int
+    total_item_size: int
+    total_deleted_item_size: int
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
 
 @dataclass(frozen=True)
 class DistributionGroup:
@@ -287,6 +348,22 @@ class MigrationBatch:
     total_count: int | None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
+    def count(self, name: str) -> int:
+        """One of Get-MigrationBatch's counters: ActiveCount, SyncedCount, FinalizedCount, FailedCount, …"""
+        return _int(self.raw.get(name)) or 0
+
+    def time(self, name: str) -> datetime.datetime | None:
+        """One of its dates: CreationDateTime, StartDateTime, LastSyncedDateTime, CompleteAfter, StartAfter."""
+        return parse_time(self.raw.get(name))
+
+    @property
+    def target_delivery_domain(self) -> str:
+        return _s(self.raw.get("TargetDeliveryDomain"))
+
+    @property
+    def source_endpoint(self) -> str:
+        return _s(self.raw.get("SourceEndpoint"))
+
 
 @dataclass(frozen=True)
 class MigrationUser:
@@ -295,6 +372,88 @@ class MigrationUser:
     batch_id: str
     error_summary: str
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def status_summary(self) -> str:
+        """Active, Synced, Completed, Failed or Stopped."""
+        return _s(self.raw.get("StatusSummary"))
+
+    @property
+    def last_successful_sync(self) -> datetime.datetime | None:
+        return parse_time(self.raw.get("LastSuccessfulSyncTime"))
+
+    @property
+    def synced_item_count(self) -> int:
+        return _int(self.raw.get("SyncedItemCount")) or 0
+
+
+@dataclass(frozen=True)
+class MoveStatistics:
+    """Get-MigrationUserStatistics / Get-MoveRequestStatistics for one user: progress and the error in full."""
+
+    identity: str
+    status: str
+    percent: int
+    bytes_transferred: int
+    total_bytes: int
+    error: str
+    last_sync: datetime.datetime | None
+    report: tuple[str, ...] = ()
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class MoveRequest:
+    identity: str
+    status: str                     # Queued, InProgress, AutoSuspended, CompletionInProgress, Completed, Failed, …
+    batch_name: str                 # "MigrationService:<batch>"
+    exchange_guid: str
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+def parse_time(value: Any) -> datetime.datetime | None:
+    """An Exchange date ("2026-05-01T10:00:00.00Z", with or without zone) as an aware UTC datetime."""
+    if not value:
+        return None
+    try:
+        t = datetime.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=datetime.UTC)
+
+
+def format_time(value: datetime.datetime) -> str:
+    """A DateTime parameter value (UTC, ISO 8601), e.g. for -CompleteAfter and -StartAfter."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=datetime.UTC)
+    return value.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_bytes(value: Any) -> int:
+    """Bytes from a ByteQuantifiedSize text ("1.5 GB (1,610,612,736 bytes)") or a number; 0 when unknown."""
+    if value is None:
+        return 0
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return int(value)
+    text = str(value)
+    if "(" in text and "bytes" in text:
+        digits = text.rsplit("(", 1)[1].split("bytes", 1)[0].replace(",", "").strip()
+        return int(digits) if digits.isdigit() else 0
+    return int(text) if text.strip().isdigit() else 0
+
+
+def _move_statistics(r: Mapping[str, Any]) -> MoveStatistics:
+    pct = _int(r.get("PercentageComplete"))
+    if pct is None:
+        pct = _int(r.get("PercentComplete"))
+    return MoveStatistics(
+        identity=_s(r.get("Identity")), status=_s(r.get("Status")), percent=pct or 0,
+        bytes_transferred=parse_bytes(r.get("BytesTransferred")),
+        total_bytes=parse_bytes(r.get("EstimatedTotalTransferSize")) or (
+            parse_bytes(r.get("TotalMailboxSize")) + parse_bytes(r.get("TotalArchiveSize"))),
+        error=_s(r.get("Error") or r.get("ErrorSummary") or r.get("Message")),
+        last_sync=parse_time(r.get("LastSuccessfulSyncTime") or r.get("LastSuccessfulSyncTimestamp")),
+        report=tuple(str(x) for x in r.get("Report") or []), raw=dict(r))
 
 
 def _bool(value: Any) -> bool:
@@ -545,11 +704,69 @@ class ExchangeClient:
             params["ExternalEmailAddress"] = external_email_address
         return await self.invoke("Set-MailUser", params)
 
+    async def remove_mail_user(self, identity: str) -> CmdletResult:
+        return await self.invoke("Remove-MailUser", {"Identity": identity, "Confirm": False})
+
+    async def recipients(self, identity: str | None = None, *,
+                         types: Sequence[str] | None = None) -> list[Recipient]:
+        """Get-Recipient (every kind of recipient; paged with -ResultSize Unlimited)."""
+        params: dict[str, Any] = {"Identity": identity} if identity else {"ResultSize": "Unlimited"}
+        if types:
+            params["RecipientTypeDetails"] = list(types)
+        return [_recipient(r) for r in await self.invoke("Get-Recipient", params)]
+
+    async def users(self, identity: str | None = None) -> list[Recipient]:
+        """Get-User: directory users, with PreviousRecipientTypeDetails (a target that once had a mailbox)."""
+        params: dict[str, Any] = {"Identity": identity} if identity else {"ResultSize": "Unlimited"}
+        return [_recipient(r) for r in await self.invoke("Get-User", params)]
+
+    async def set_user(self, identity: str, *, permanently_clear_previous_mailbox_info: bool = False,
+                       **extra: Any) -> CmdletResult:
+        """Set-User; clearing previous mailbox information is irreversible (reference §2.6)."""
+        params: dict[str, Any] = {"Identity": identity, **extra}
+        if permanently_clear_previous_mailbox_info:
+            params["PermanentlyClearPreviousMailboxInfo"] = True
+            params["Confirm"] = False
+        return await self.invoke("Set-User", params)
+
+    async def set_mailbox(self, identity: str, changes: Mapping[str, Any]) -> CmdletResult:
+        """Set-Mailbox with raw parameters (e.g. LitigationHoldEnabled, RemoveDelayHoldApplied)."""
+        return await self.invoke("Set-Mailbox", {"Identity": identity, **changes})
+
+    async def mailbox_statistics(self, identity: str, *, archive: bool = False) -> MailboxStatistics:
+        params: dict[str, Any] = {"Identity": identity}
+        if archive:
+            params["Archive"] = True
+        rows = await self.invoke("Get-MailboxStatistics", params)
+        r = rows[0] if rows else {}
+        return MailboxStatistics(_int(r.get("ItemCount")) or 0, parse_bytes(r.get("TotalItemSize")),
+                                 parse_bytes(r.get("TotalDeletedItemSize")), dict(r))
+
+    async def mailbox_folder_statistics(self, identity: str, *, folder_scope: str | None = None,
+                                        archive: bool = False) -> list[dict[str, Any]]:
+        """Get-MailboxFolderStatistics rows (Name, FolderType, ItemsInFolder, FolderSize, …)."""
+        params: dict[str, Any] = {"Identity": identity}
+        if folder_scope:
+            params["FolderScope"] = folder_scope
+        if archive:
+            params["Archive"] = True
+        return list(await self.invoke("Get-MailboxFolderStatistics", params))
+
+    async def add_distribution_group_member(self, identity: str, member: str) -> CmdletResult:
+        return await self.invoke("Add-DistributionGroupMember", {"Identity": identity, "Member": member,
+                                                                 "BypassSecurityGroupManagerCheck": True})
+
+    async def remove_distribution_group_member(self, identity: str, member: str) -> CmdletResult:
+        return await self.invoke("Remove-DistributionGroupMember", {"Identity": identity, "Member": member,
+                                                                    "BypassSecurityGroupManagerCheck": True,
+                                                                    "Confirm": False})
+
     # --- migration batches and users --------------------------------------------------------------------------
     async def new_migration_batch(self, name: str, *, source_endpoint: str, target_delivery_domain: str,
                                   users: Sequence[str] | str, auto_start: bool = False, auto_complete: bool = False,
                                   complete_after: str | None = None,
-                                  notification_emails: Sequence[str] = ()) -> MigrationBatch:
+                                  notification_emails: Sequence[str] = (),
+                                  start_after: str | None = None) -> MigrationBatch:
         """A cross-tenant batch (reference §2.7); `users` are the target addresses (or ready CSV text)."""
         csv_rows: Sequence[Mapping[str, str]] | str = (
             users if isinstance(users, str) else [{"EmailAddress": u} for u in users])
@@ -562,6 +779,8 @@ class ExchangeClient:
             params["AutoComplete"] = True
         if complete_after:
             params["CompleteAfter"] = complete_after
+        if start_after:
+            params["StartAfter"] = start_after
         if notification_emails:
             params["NotificationEmails"] = list(notification_emails)
         rows = await self.invoke("New-MigrationBatch", params)
@@ -606,3 +825,56 @@ class ExchangeClient:
             params["IncludeReport"] = True
         rows = await self.invoke("Get-MigrationUserStatistics", params)
         return rows[0] if rows else {}
+
+    # --- migration batches: monitoring and per-user actions (issue 6) ---------------------------------------------
+    async def all_migration_users(self, *, batch_id: str | None = None) -> list[MigrationUser]:
+        """Every migration user (-ResultSize Unlimited), paged 1,000 a request: the monitor's one list call."""
+        params: dict[str, Any] = {"ResultSize": "Unlimited"}
+        if batch_id:
+            params["BatchId"] = batch_id
+        rows = await self.invoke("Get-MigrationUser", params)
+        return [MigrationUser(_s(r.get("Identity")), _s(r.get("Status")), _s(r.get("BatchId")),
+                              _s(r.get("ErrorSummary")), dict(r)) for r in rows]
+
+    async def set_migration_batch(self, identity: str, *, complete_after: str | None = None,
+                                  start_after: str | None = None,
+                                  notification_emails: Sequence[str] | None = None) -> CmdletResult:
+        params: dict[str, Any] = {"Identity": identity}
+        if complete_after is not None:
+            params["CompleteAfter"] = complete_after
+        if start_after is not None:
+            params["StartAfter"] = start_after
+        if notification_emails is not None:
+            params["NotificationEmails"] = list(notification_emails)
+        return await self.invoke("Set-MigrationBatch", params)
+
+    async def set_migration_user(self, identity: str, *, complete_after: str | None = None,
+                                 approve_skipped_items: bool = False) -> CmdletResult:
+        params: dict[str, Any] = {"Identity": identity}
+        if complete_after is not None:
+            params["CompleteAfter"] = complete_after
+        if approve_skipped_items:
+            params["ApproveSkippedItems"] = True
+        return await self.invoke("Set-MigrationUser", params)
+
+    async def remove_migration_user(self, identity: str) -> CmdletResult:
+        return await self.invoke("Remove-MigrationUser", {"Identity": identity, "Confirm": False})
+
+    async def migration_user_details(self, identity: str, *, include_report: bool = False) -> MoveStatistics:
+        """Get-MigrationUserStatistics, typed: one user's percent, bytes, size and error."""
+        return _move_statistics(await self.migration_user_statistics(identity, include_report=include_report))
+
+    async def move_requests(self, *, batch_name: str | None = None) -> list[MoveRequest]:
+        params: dict[str, Any] = {"ResultSize": "Unlimited"}
+        if batch_name:
+            params["BatchName"] = batch_name
+        rows = await self.invoke("Get-MoveRequest", params)
+        return [MoveRequest(_s(r.get("Identity")), _s(r.get("Status")), _s(r.get("BatchName")),
+                            _s(r.get("ExchangeGuid")), dict(r)) for r in rows]
+
+    async def move_request_statistics(self, identity: str, *, include_report: bool = False) -> MoveStatistics:
+        params: dict[str, Any] = {"Identity": identity}
+        if include_report:
+            params["IncludeReport"] = True
+        rows = await self.invoke("Get-MoveRequestStatistics", params)
+        return _move_statistics(rows[0] if rows else {})
