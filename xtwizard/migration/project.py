@@ -13,7 +13,7 @@ import os
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,12 +64,20 @@ class JournalEntry:
     op: str           # ties an intent to its outcome
 
 
+@dataclass
+class _JournalIndex:
+    offset: int = 0
+    last_seq: int = 0
+    intents: dict[str, JournalEntry] = field(default_factory=dict)
+
+
 class MigrationProject:
     """Open with `ProjectStore.create/open`; `data` is the versioned JSON document."""
 
     def __init__(self, folder: Path, data: dict[str, Any]) -> None:
         self.folder = folder
         self.data = data
+        self._index: _JournalIndex | None = None
 
     @property
     def id(self) -> str:
@@ -117,11 +125,34 @@ class MigrationProject:
             fh.flush()
             os.fsync(fh.fileno())
 
+    def _tail(self) -> _JournalIndex:
+        """The last seq and every intent, read incrementally (only what was appended since the last look, by
+        this process or another): begin/finish stay cheap in a journal of tens of thousands of changes."""
+        try:
+            size = self.journal_file.stat().st_size
+        except FileNotFoundError:
+            size = 0
+        idx = self._index
+        if idx is None or size < idx.offset:
+            idx = self._index = _JournalIndex()
+        if size > idx.offset:
+            with open(self.journal_file, "rb") as fh:
+                fh.seek(idx.offset)
+                chunk = fh.read(size - idx.offset)
+            end = chunk.rfind(b"\n") + 1  # a line still being written (or torn by a crash) is read next time
+            for line in chunk[:end].splitlines():
+                try:
+                    e = JournalEntry(**json.loads(line))
+                except ValueError:
+                    continue
+                idx.last_seq = e.seq
+                if e.phase == "intent":
+                    idx.intents[e.op] = e
+            idx.offset += end
+        return idx
+
     def _next_seq(self) -> int:
-        last = 0
-        for e in self.entries():
-            last = e.seq
-        return last + 1
+        return self._tail().last_seq + 1
 
     def begin(self, *, tenant: str, step: str, action: str, target: dict[str, Any],
               detail: dict[str, Any] | None = None) -> str:
@@ -137,7 +168,7 @@ class MigrationProject:
     def finish(self, op: str, *, ok: bool, target: dict[str, Any] | None = None,
                detail: dict[str, Any] | None = None) -> None:
         """Record the outcome of an operation started with `begin`."""
-        intent = next((e for e in self.entries() if e.op == op and e.phase == "intent"), None)
+        intent = self._tail().intents.get(op)
         if intent is None:
             raise ValueError(f"no intent recorded for operation {op}")
         self._append(JournalEntry(self._next_seq(), time.time(), intent.tenant, intent.step, intent.action,
