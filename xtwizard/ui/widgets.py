@@ -209,6 +209,20 @@ class RecordTableModel(QAbstractTableModel):
         self._haystack[row] = None
         self.dataChanged.emit(self.index(row, 0), self.index(row, len(self.columns) - 1))
 
+    def update_records(self, records: list[Any], key: Callable[[Any], Any]) -> None:
+        """A refresh of the same rows (a monitor's): when the keys are the ones shown, each row gets its new
+        record in place, in the order shown, with one dataChanged; the view keeps its selection, current row
+        and scroll position.  Otherwise (rows came or went) the table is reset."""
+        fresh = {key(r): r for r in records}
+        if len(fresh) != len(records) or len(records) != len(self.records) \
+                or any(key(r) not in fresh for r in self.records):
+            self.set_records(records)
+            return
+        self.records = [fresh[key(r)] for r in self.records]
+        self._haystack = [None] * len(self.records)
+        if self.records:
+            self.dataChanged.emit(self.index(0, 0), self.index(len(self.records) - 1, len(self.columns) - 1))
+
     def haystack(self, row: int) -> str:
         """Every column's text, case-folded: what the filter box searches."""
         text = self._haystack[row]

@@ -1,0 +1,1097 @@
+"""Running the move (issue 6, pages B): launch the batches, monitor them, finish (reports, checklist, teardown).
+
+Thin views over migration/batches: the engine plans waves, creates and drives the batches, reads their state
+with paged list calls, writes the reports and tears down what the setup made.  These pages show its data in
+record tables (one model and one view per table, never a widget per row, so 10,000 users stay fast), put a
+plan in front of every change, and run all cloud work through the async runner.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from PySide6.QtCore import QDateTime, QModelIndex, QPersistentModelIndex, Qt, QTimer, QUrl, Signal
+from PySide6.QtGui import QDesktopServices, QFontDatabase, QPainter
+from PySide6.QtWidgets import (
+    QApplication,
+    QButtonGroup,
+    QCheckBox,
+    QComboBox,
+    QDateTimeEdit,
+    QFileDialog,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QMessageBox,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QRadioButton,
+    QSplitter,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionProgressBar,
+    QStyleOptionViewItem,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..context import AppContext
+from ..lazy import explain
+from ..runner import Operation
+from ..widgets import Column, RecordFilter, RecordTableModel, format_eta, record_table
+from .base import BasePage
+
+if TYPE_CHECKING:
+    from ...migration.batches import (
+        BatchEngine,
+        BatchOptions,
+        BatchStatus,
+        Snapshot,
+        UserStatus,
+        Wave,
+    )
+    from ...migration.problems import Problem
+    from ...migration.setup.model import Plan
+
+EMAIL = re.compile(r"^[^@\s,;]+@[^@\s,;]+\.[^@\s,;]+$")
+STAGE_TEXT = {"waiting": "Waiting", "syncing": "Copying", "synced": "Copied, waiting to complete",
+              "completing": "Completing", "completed": "Completed", "failed": "Needs attention",
+              "stopped": "Stopped"}
+
+
+def _label(text: str, buddy: QWidget | None = None) -> QLabel:
+    lbl = QLabel(text)
+    lbl.setWordWrap(True)
+    if buddy is not None:
+        lbl.setBuddy(buddy)
+    return lbl
+
+
+def _button(text: str, name: str) -> QPushButton:
+    b = QPushButton(text)
+    b.setAccessibleName(name)
+    return b
+
+
+def size_text(n: int) -> str:
+    if n <= 0:
+        return ""
+    value = float(n)
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if value < 1024 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return ""
+
+
+def time_text(t: datetime.datetime | None) -> str:
+    """A service time (UTC) in the admin's local time."""
+    if t is None:
+        return ""
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=datetime.UTC)
+    return t.astimezone().strftime("%Y-%m-%d %H:%M")
+
+
+def batch_engine(ctx: AppContext) -> BatchEngine:
+    """The one BatchEngine of the open project, shared by the three pages."""
+    from ...migration.batches import BatchEngine
+
+    ws = ctx.workspace
+    assert ws is not None
+    held = ctx.extra.get("batch_engine")
+    if not isinstance(held, BatchEngine) or held.ctx is not ws:
+        held = ctx.extra["batch_engine"] = BatchEngine(ws)
+    return held
+
+
+def ask(parent: QWidget, title: str, text: str, yes: str, then: Callable[[], None]) -> QMessageBox:
+    """A window-modal question whose Yes runs `then` (No is the default: Enter never changes a tenant)."""
+    box = QMessageBox(QMessageBox.Icon.Question, title, text, QMessageBox.StandardButton.NoButton, parent)
+    box.setObjectName("confirm")
+    ok = box.addButton(yes, QMessageBox.ButtonRole.AcceptRole)
+    no = box.addButton("Do&n't", QMessageBox.ButtonRole.RejectRole)
+    box.setDefaultButton(no)
+    box.setEscapeButton(no)
+    box.setAccessibleName(title)
+
+    def done() -> None:
+        if box.clickedButton() is ok:
+            then()
+        box.deleteLater()
+
+    box.finished.connect(lambda _=0: done())
+    box.open()
+    return box
+
+
+def problem_html(p: Problem) -> str:
+    from html import escape
+
+    return (f"<p><b>{escape(p.what)}</b></p><p>{escape(p.why)}</p>"
+            f"<p><i>What to do:</i> {escape(p.fix)}</p>")
+
+
+class ProgressDelegate(QStyledItemDelegate):
+    """Draws a row's percent as a progress bar inside the cell (one painter call; no widget per row)."""
+
+    def __init__(self, proxy: RecordFilter, percent: Callable[[Any], int | None]) -> None:
+        super().__init__(proxy)
+        self.proxy = proxy
+        self.percent = percent
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem,
+              index: QModelIndex | QPersistentModelIndex) -> None:
+        record = self.proxy.record(index) if isinstance(index, QModelIndex) else None
+        value = self.percent(record) if record is not None else None
+        if value is None:
+            super().paint(painter, option, index)
+            return
+        widget = option.widget
+        style = widget.style() if widget is not None else QApplication.style()
+        cell = QStyleOptionViewItem(option)
+        self.initStyleOption(cell, index)
+        cell.text = ""
+        style.drawControl(QStyle.ControlElement.CE_ItemViewItem, cell, painter, widget)
+        bar = QStyleOptionProgressBar()
+        bar.rect = option.rect.adjusted(3, 3, -3, -3)
+        bar.minimum, bar.maximum, bar.progress = 0, 100, max(0, min(100, int(value)))
+        bar.text, bar.textVisible = f"{int(value)} %", True
+        bar.state = option.state | QStyle.StateFlag.State_Horizontal
+        bar.palette = option.palette
+        bar.fontMetrics = option.fontMetrics
+        style.drawControl(QStyle.ControlElement.CE_ProgressBar, bar, painter, widget)
+
+
+# --- 1. Launch batches ---------------------------------------------------------------------------------------
+
+WAVE_COLUMNS = [
+    Column("Batch", lambda w: w.name),
+    Column("Users", lambda w: str(len(w.users)), sort_key=lambda w: len(w.users)),
+    Column("Kept together", lambda w: f"{w.delegate_groups} delegate group(s)" if w.delegate_groups else "",
+           sort_key=lambda w: w.delegate_groups,
+           tip=lambda w: "People who share mailboxes or calendars move in the same batch: permissions between "
+                         "tenants do not survive a split."),
+    Column("Size", lambda w: size_text(w.size_bytes), sort_key=lambda w: w.size_bytes),
+    Column("Notes", lambda w: " ".join(w.warnings), tip=lambda w: "\n".join(w.warnings)),
+]
+WAVE_USER_COLUMNS = [
+    Column("Source mailbox", lambda u: u.source),
+    Column("Moves to", lambda u: u.target),
+    Column("Delegates", lambda u: ", ".join(u.delegates)),
+    Column("Size", lambda u: size_text(u.size_bytes), sort_key=lambda u: u.size_bytes),
+]
+
+
+class LaunchPage(BasePage):
+    """The waves (≤ 2,000 users, delegates together) with their users; when they start and complete; launch."""
+
+    _progress = Signal(int, int, str)
+
+    def __init__(self, ctx: AppContext) -> None:
+        super().__init__(ctx, "Launch the migration batches",
+                         "Users move in batches of at most 2,000. People who share mailboxes or calendars "
+                         "(delegates) are kept in the same batch. Choose when the copy starts and when the switch "
+                         "to the new tenant happens, read the plan, then launch. Nothing is created until you "
+                         "press Launch and confirm.")
+        self.waves_model = RecordTableModel(WAVE_COLUMNS, self)
+        self.waves_view, self.waves_proxy = record_table(self.waves_model, "Batches to launch", [110, 60, 150, 80])
+        waves_label = _label("&Batches to launch (select one to see its users):", self.waves_view)
+        self.users_model = RecordTableModel(WAVE_USER_COLUMNS, self)
+        self.users_view, self.users_proxy = record_table(self.users_model, "Users of the selected batch",
+                                                         [220, 220, 160])
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Part of a name or address")
+        self.search.setAccessibleName("Find a user in the selected batch")
+        self.search.setClearButtonEnabled(True)
+        find_label = _label("F&ind:", self.search)
+
+        # when: start and completion
+        self.start_now = QRadioButton("Start copying right &away")
+        self.start_now.setAccessibleName("Start copying right away")
+        self.start_at = QRadioButton("Start copying a&t:")
+        self.start_at.setAccessibleName("Start copying at a set time")
+        self.start_time = QDateTimeEdit()
+        self.start_time.setCalendarPopup(True)
+        self.start_time.setDisplayFormat("yyyy-MM-dd HH:mm")
+        self.start_time.setAccessibleName("Time the copy starts (your local time)")
+        start_group = QButtonGroup(self)
+        for b in (self.start_now, self.start_at):
+            start_group.addButton(b)
+        self.complete_manual = QRadioButton("Switch over &manually: you press Complete on the next page when "
+                                            "the copy is done (recommended)")
+        self.complete_manual.setAccessibleName("Complete manually")
+        self.complete_at = QRadioButton("Switch over at a s&et time:")
+        self.complete_at.setAccessibleName("Complete at a set time")
+        self.complete_time = QDateTimeEdit()
+        self.complete_time.setCalendarPopup(True)
+        self.complete_time.setDisplayFormat("yyyy-MM-dd HH:mm")
+        self.complete_time.setAccessibleName("Time the switch-over happens (your local time)")
+        self.complete_auto = QRadioButton("Switch over a&utomatically as soon as each copy is done")
+        self.complete_auto.setAccessibleName("Complete automatically")
+        complete_group = QButtonGroup(self)
+        for b in (self.complete_manual, self.complete_at, self.complete_auto):
+            complete_group.addButton(b)
+        self.emails = QLineEdit()
+        self.emails.setPlaceholderText("it@fabrikam.example, helpdesk@fabrikam.example")
+        self.emails.setAccessibleName("Addresses that receive the batch status e-mails")
+        emails_label = _label("Send status e-mails t&o:", self.emails)
+        self.summary = QPlainTextEdit()
+        self.summary.setReadOnly(True)
+        self.summary.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.summary.setAccessibleName("The launch plan")
+        self.launch_btn = _button("&Launch…", "Launch the batches in the plan")
+
+        top = QSplitter(Qt.Orientation.Horizontal)
+        left = QWidget()
+        lv = QVBoxLayout(left)
+        lv.setContentsMargins(0, 0, 0, 0)
+        lv.addWidget(waves_label)
+        lv.addWidget(self.waves_view)
+        right = QWidget()
+        rv = QVBoxLayout(right)
+        rv.setContentsMargins(0, 0, 0, 0)
+        row = QHBoxLayout()
+        row.addWidget(find_label)
+        row.addWidget(self.search, 1)
+        rv.addLayout(row)
+        rv.addWidget(self.users_view)
+        top.addWidget(left)
+        top.addWidget(right)
+        top.setSizes([330, 520])
+        when = QGroupBox("When")
+        grid = QGridLayout(when)
+        grid.addWidget(self.start_now, 0, 0)
+        grid.addWidget(self.start_at, 0, 1)
+        grid.addWidget(self.start_time, 0, 2)
+        grid.addWidget(self.complete_manual, 1, 0, 1, 3)
+        grid.addWidget(self.complete_at, 2, 0)
+        grid.addWidget(self.complete_time, 2, 1, 1, 2)
+        grid.addWidget(self.complete_auto, 3, 0, 1, 3)
+        grid.addWidget(emails_label, 4, 0)
+        grid.addWidget(self.emails, 4, 1, 1, 2)
+        grid.setColumnStretch(2, 1)
+        self.body.addWidget(top, 3)
+        self.body.addWidget(when)
+        self.body.addWidget(self.summary, 1)
+        self.body.addWidget(self.launch_btn, alignment=Qt.AlignmentFlag.AlignLeft)
+
+        self.start_now.setChecked(True)
+        self.complete_manual.setChecked(True)
+        for w in (self.start_now, self.start_at, self.complete_manual, self.complete_at, self.complete_auto):
+            w.toggled.connect(lambda *_: self._sync())
+        for sig in (self.start_time.dateTimeChanged, self.complete_time.dateTimeChanged, self.emails.textChanged):
+            sig.connect(lambda *_: self._sync())
+        self.search.textChanged.connect(self.users_proxy.set_text)
+        self.waves_view.selectionModel().currentRowChanged.connect(lambda *_: self._show_wave())
+        self.launch_btn.clicked.connect(self.confirm_launch)
+        self._progress.connect(self._on_progress)
+        self.waves: list[Wave] = []
+        self.launched: list[str] = []      # batch names this project has (launched now or before)
+        self._op: Operation | None = None
+        self._cancel = threading.Event()
+
+    # -- state --------------------------------------------------------------------------------------------
+    def initializePage(self) -> None:
+        engine = batch_engine(self.ctx)
+        now = QDateTime.currentDateTime()
+        self.start_time.setDateTime(now.addSecs(3600))
+        self.complete_time.setDateTime(now.addDays(7))
+        self.launched = [str(b.get("name", "")) for b in engine.recorded_batches()]
+        users = engine.ready_users()
+        self.waves = engine.plan_waves(users)
+        self.waves_model.set_records(self.waves)
+        if self.waves:
+            self.waves_view.selectRow(0)
+        self._show_wave()
+        if not self.waves and not self.launched:
+            self.status.set_idle("No user is ready to move yet. Go back to Readiness: users appear here once their "
+                                 "checks pass.")
+        elif not self.waves:
+            self.status.set_ok(f"Every ready user is already in a batch ({', '.join(self.launched)}). Press Next to "
+                               "watch them.")
+        else:
+            n = sum(len(w.users) for w in self.waves)
+            self.status.set_idle(f"{n} user(s) ready in {len(self.waves)} batch(es). Nothing has been created yet.")
+        self._sync()
+
+    def _show_wave(self) -> None:
+        wave = self.waves_proxy.record(self.waves_view.currentIndex())
+        self.users_model.set_records(list(wave.users) if wave is not None else [])
+
+    def options_for(self, wave: Wave) -> BatchOptions:
+        from ...migration.batches import BatchOptions
+
+        def utc(edit: QDateTimeEdit) -> datetime.datetime:
+            local = edit.dateTime().toPython()
+            assert isinstance(local, datetime.datetime)
+            return local.astimezone(datetime.UTC)  # a naive local time: astimezone reads it as local
+
+        return BatchOptions(
+            name=wave.name,
+            start="after" if self.start_at.isChecked() else "now",
+            start_after=utc(self.start_time) if self.start_at.isChecked() else None,
+            completion="after" if self.complete_at.isChecked() else
+            "automatic" if self.complete_auto.isChecked() else "manual",
+            complete_after=utc(self.complete_time) if self.complete_at.isChecked() else None,
+            notification_emails=tuple(self.email_list()))
+
+    def email_list(self) -> list[str]:
+        return [e.strip() for e in re.split(r"[,;\s]+", self.emails.text()) if e.strip()]
+
+    def problems(self) -> list[str]:
+        """What stops a launch, in plain words."""
+        out = []
+        bad = [e for e in self.email_list() if not EMAIL.match(e)]
+        if bad:
+            out.append(f"Not an e-mail address: {', '.join(bad)}.")
+        now = QDateTime.currentDateTime()
+        if self.start_at.isChecked() and self.start_time.dateTime() <= now:
+            out.append("The start time has passed: pick a later time, or start right away.")
+        if self.complete_at.isChecked():
+            begin = self.start_time.dateTime() if self.start_at.isChecked() else now
+            if self.complete_time.dateTime() <= begin:
+                out.append("The switch-over time must come after the copy starts.")
+        return out
+
+    def plan_lines(self) -> list[str]:
+        """The launch plan as the admin reads it before anything is created."""
+        if not self.waves:
+            return ["Nothing to launch."]
+        ws = self.ctx.workspace
+        target = ws.identities["target"].display_name if ws and "target" in ws.identities else "the target"
+        o = self.options_for(self.waves[0])
+        start = (f"starts copying at {self.start_time.dateTime().toString('yyyy-MM-dd HH:mm')} (your time)"
+                 if o.start == "after" else "starts copying right away")
+        end = {"manual": "switches over when you press Complete",
+               "automatic": "switches each user over as soon as the copy is done",
+               "after": f"switches over at {self.complete_time.dateTime().toString('yyyy-MM-dd HH:mm')} "
+                        "(your time)"}[o.completion]
+        lines = [f"Target tenant ({target}): {len(self.waves)} migration batch(es) to create"]
+        for w in self.waves:
+            lines.append(f"  + batch '{w.name}': {len(w.users)} user(s)"
+                         + (f", {size_text(w.size_bytes)}" if w.size_bytes else ""))
+            lines.extend(f"      note: {warning}" for warning in w.warnings)
+        lines.append(f"Each batch {start} and {end}.")
+        emails = self.email_list()
+        lines.append(f"Status e-mails go to: {', '.join(emails)}." if emails else
+                     "No status e-mails (Exchange sends them to the signed-in admin).")
+        lines.extend(f"Fix first: {p}" for p in self.problems())
+        return lines
+
+    def _sync(self) -> None:
+        self.start_time.setEnabled(self.start_at.isChecked())
+        self.complete_time.setEnabled(self.complete_at.isChecked())
+        self.summary.setPlainText("\n".join(self.plan_lines()))
+        self.launch_btn.setEnabled(bool(self.waves) and not self.problems() and self._op is None)
+        self.changed()
+
+    # -- launch -------------------------------------------------------------------------------------------
+    def confirm_launch(self) -> None:
+        if not self.waves or self.problems():
+            return
+        n = sum(len(w.users) for w in self.waves)
+        ask(self, "Launch the batches?",
+            f"Create {len(self.waves)} migration batch(es) for {n} user(s) in the target tenant?\n\n"
+            + "\n".join(self.plan_lines()), "&Launch", self.launch)
+
+    def launch(self) -> None:
+        engine = batch_engine(self.ctx)
+        waves = list(self.waves)
+        plans = [(w, self.options_for(w)) for w in waves]
+        self._cancel = threading.Event()
+        cancel = self._cancel
+        progress = self._progress.emit
+
+        async def run() -> list[Any]:
+            done = []
+            for i, (wave, options) in enumerate(plans):
+                if cancel.is_set():
+                    break
+                progress(i, len(plans), f"creating batch '{wave.name}' ({len(wave.users)} users)")
+                done.append(await engine.create(wave, options))
+            return done
+
+        self.status.set_busy("Creating the batches…")
+        self._op = self.ctx.runner.submit(run, on_done=self._launched, on_error=self._failed, key="launch")
+        self._sync()
+
+    def _on_progress(self, done: int, total: int, what: str) -> None:
+        if self._op is not None:
+            self.status.set_busy(f"Batch {done + 1} of {total}: {what}", done, total)
+
+    def _launched(self, results: list[Any]) -> None:
+        self._op = None
+        names = [r.name for r in results]
+        self.initializePage()  # the launched waves leave the list
+        warnings = [w for r in results for w in r.warnings]
+        text = f"Launched {len(names)} batch(es): {', '.join(names)}." if names else "Nothing was launched."
+        if self._cancel.is_set() and len(names) < len(self.waves) + len(names):
+            text += " Stopped before the others; press Launch to create them."
+        if warnings:
+            text += " Exchange said: " + " ".join(warnings)
+        self.status.set_ok(text + " Press Next to watch them.")
+        self.changed()
+
+    def _failed(self, exc: BaseException) -> None:
+        self._op = None
+        problem = explain(exc)
+        self.initializePage()  # a batch made before the failure is listed as launched, not offered again
+        self.status.set_error(problem)
+        self._sync()
+
+    def retry(self) -> None:
+        self.confirm_launch()
+
+    def cancel(self) -> None:
+        self._cancel.set()  # between batches: a batch is created whole or not at all
+
+    def isComplete(self) -> bool:
+        return bool(self.launched) and self._op is None
+
+
+# --- 2. Monitor ------------------------------------------------------------------------------------------------
+
+BATCH_COLUMNS = [
+    Column("Batch", lambda b: b.name),
+    Column("Status", lambda b: b.status, tip=lambda b: b.problem.what if b.problem else ""),
+    Column("Progress", lambda b: f"{b.percent} %", sort_key=lambda b: b.percent),
+    Column("Users", lambda b: str(b.total), sort_key=lambda b: b.total),
+    Column("Completed", lambda b: str(b.counts.get("completed", 0)), sort_key=lambda b: b.counts.get("completed", 0)),
+    Column("Need attention", lambda b: str(b.counts.get("failed", 0)), sort_key=lambda b: b.counts.get("failed", 0)),
+    Column("Last sync", lambda b: time_text(b.last_sync),
+           sort_key=lambda b: b.last_sync or datetime.datetime.min.replace(tzinfo=datetime.UTC)),
+]
+USER_COLUMNS = [
+    Column("User (target address)", lambda u: u.target, tip=lambda u: f"Source: {u.source}" if u.source else ""),
+    Column("Batch", lambda u: u.batch),
+    Column("Status", lambda u: STAGE_TEXT.get(u.stage, u.stage), sort_key=lambda u: (u.stage, u.status),
+           tip=lambda u: f"Exchange status: {u.status}"),
+    Column("Progress", lambda u: f"{u.percent} %", sort_key=lambda u: u.percent),
+    Column("Size", lambda u: size_text(u.size_bytes), sort_key=lambda u: u.size_bytes),
+    Column("Last sync", lambda u: time_text(u.last_sync),
+           sort_key=lambda u: u.last_sync or datetime.datetime.min.replace(tzinfo=datetime.UTC)),
+    Column("Problem", lambda u: u.problem.what if u.problem else "",
+           tip=lambda u: f"{u.problem.why}\nWhat to do: {u.problem.fix}" if u.problem else ""),
+]
+SPEEDS = [("Real time", 1.0), ("1 minute per second (60×)", 60.0), ("10 minutes per second (600×)", 600.0),
+          ("1 hour per second (3,600×)", 3600.0)]
+
+
+def sandbox_control_url(endpoints: Any) -> str | None:
+    """The simulated tenants' control API (served under /_sandbox on every sandbox port); None for real tenants."""
+    if not getattr(endpoints, "is_simulated", False):
+        return None
+    parts = urlsplit(str(endpoints.exchange_url))
+    return f"{parts.scheme}://{parts.netloc}/_sandbox"
+
+
+class MonitorPage(BasePage):
+    """A dashboard of every batch and user: status, progress bars, size, last sync, each error explained."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        super().__init__(ctx, "Watch the move",
+                         "Microsoft's service copies the mailboxes; this page reads its progress every little "
+                         "while. Select a batch to start, stop, complete or remove it; select a user to see what "
+                         "is happening and, for a problem, what to do.")
+        self.overall = QProgressBar()
+        self.overall.setRange(0, 100)
+        self.overall.setAccessibleName("Overall progress of the move")
+        self.overall_text = _label("")
+        self.overall_text.setAccessibleName("Overall progress in words")
+        self.refresh_btn = _button("Refres&h now", "Refresh the progress now")
+        self.auto = QCheckBox("Refresh &every few seconds")
+        self.auto.setAccessibleName("Refresh automatically")
+        self.auto.setChecked(True)
+
+        self.batches_model = RecordTableModel(BATCH_COLUMNS, self)
+        self.batches_view, self.batches_proxy = record_table(self.batches_model, "Migration batches",
+                                                             [120, 150, 120, 50, 80, 110])
+        self.batches_view.setItemDelegateForColumn(2, ProgressDelegate(self.batches_proxy, lambda b: b.percent))
+        batches_label = _label("&Batches:", self.batches_view)
+        self.start_btn = _button("&Start", "Start or resume the selected batch")
+        self.stop_btn = _button("S&top", "Stop the selected batch")
+        self.complete_btn = _button("Com&plete", "Complete the selected batch: switch its copied users over now")
+        self.remove_btn = _button("Remo&ve…", "Remove the selected batch")
+        self.retry_btn = _button("Retr&y failed users", "Retry the failed users of the selected batch")
+
+        self.users_model = RecordTableModel(USER_COLUMNS, self)
+        self.users_view, self.users_proxy = record_table(self.users_model, "Users being moved",
+                                                         [230, 90, 170, 120, 80, 120])
+        self.users_view.setItemDelegateForColumn(3, ProgressDelegate(self.users_proxy, lambda u: u.percent))
+        users_label = _label("&Users:", self.users_view)
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Part of an address, a batch or a status")
+        self.search.setClearButtonEnabled(True)
+        self.search.setAccessibleName("Find a user")
+        find_label = _label("F&ind:", self.search)
+        self.only_problems = QCheckBox("Only users that need &attention")
+        self.only_problems.setAccessibleName("Show only users that need attention")
+        self.details = QTextBrowser()
+        self.details.setAccessibleName("About the selected user")
+        self.details.setOpenExternalLinks(False)
+
+        head = QHBoxLayout()
+        head.addWidget(self.overall, 2)
+        head.addWidget(self.refresh_btn)
+        head.addWidget(self.auto)
+        self.body.addLayout(head)
+        self.body.addWidget(self.overall_text)
+        self.body.addWidget(batches_label)
+        self.body.addWidget(self.batches_view, 2)
+        actions = QHBoxLayout()
+        for b in (self.start_btn, self.stop_btn, self.complete_btn, self.remove_btn, self.retry_btn):
+            actions.addWidget(b)
+        actions.addStretch(1)
+        self.body.addLayout(actions)
+        filt = QHBoxLayout()
+        filt.addWidget(users_label)
+        filt.addStretch(1)
+        filt.addWidget(find_label)
+        filt.addWidget(self.search, 2)
+        filt.addWidget(self.only_problems)
+        self.body.addLayout(filt)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(self.users_view)
+        split.addWidget(self.details)
+        split.setSizes([600, 260])
+        self.body.addWidget(split, 5)
+
+        # The rehearsal's clock: make the simulated move service run faster (never offered for real tenants).
+        self.speed = QComboBox()
+        self.speed.setAccessibleName("Rehearsal speed: how fast simulated time runs")
+        for text, scale in SPEEDS:
+            self.speed.addItem(text, scale)
+        self.skip_btn = _button("Skip ahead one ho&ur", "Rehearsal: move simulated time one hour forward")
+        self.clock_text = _label("")
+        self.clock_text.setAccessibleName("Simulated time")
+        self.speed_box = QGroupBox("Speed up the rehearsal (simulated tenants only)")
+        sb = QHBoxLayout(self.speed_box)
+        sb.addWidget(_label("Simulated time runs at spe&ed:", self.speed))
+        sb.addWidget(self.speed)
+        sb.addWidget(self.skip_btn)
+        sb.addWidget(self.clock_text, 1)
+        self.body.addWidget(self.speed_box)
+        self.control_url = sandbox_control_url(ctx.endpoints) if ctx.demo else None
+        self.speed_box.setVisible(self.control_url is not None)
+
+        self.timer = QTimer(self)
+        self.timer.setInterval(3000 if ctx.demo else 60000)
+        self.timer.timeout.connect(self._tick)
+        self.refresh_btn.clicked.connect(self.refresh)
+        self.auto.toggled.connect(self._auto_changed)
+        self.search.textChanged.connect(self.users_proxy.set_text)
+        self.only_problems.toggled.connect(
+            lambda on: self.users_proxy.set_predicate((lambda u: u.stage in ("failed", "stopped")) if on else None))
+        self.batches_view.selectionModel().currentRowChanged.connect(lambda *_: self._sync())
+        self.users_view.selectionModel().currentRowChanged.connect(lambda *_: self._show_user())
+        self.start_btn.clicked.connect(lambda: self.act("start"))
+        self.stop_btn.clicked.connect(lambda: self.act("stop"))
+        self.complete_btn.clicked.connect(lambda: self.act("complete"))
+        self.remove_btn.clicked.connect(lambda: self.act("remove"))
+        self.retry_btn.clicked.connect(lambda: self.act("retry"))
+        self.speed.activated.connect(lambda _i: self.set_speed(float(self.speed.currentData())))
+        self.skip_btn.clicked.connect(lambda: self.advance(3600))
+
+        self.snapshot: Snapshot | None = None
+        self.refreshes = 0                 # answers shown (tests and the status line)
+        self.last_apply_ms = 0.0           # GUI-thread time spent showing the last answer
+        self._samples: list[tuple[float, float]] = []  # (monotonic, overall percent of unfinished work)
+        self._op: Operation | None = None
+        self._action: Operation | None = None
+        self._detail_for = ""
+
+    # -- refresh ------------------------------------------------------------------------------------------
+    def initializePage(self) -> None:
+        self._samples.clear()
+        self.refresh()
+        self._auto_changed(self.auto.isChecked())
+        if self.control_url is not None:
+            self._clock_request("GET", None)
+
+    def cleanupPage(self) -> None:
+        self.timer.stop()
+        super().cleanupPage()
+
+    def _auto_changed(self, on: bool) -> None:
+        if on and self.isVisible():
+            self.timer.start()
+        else:
+            self.timer.stop()
+
+    def _tick(self) -> None:
+        if not self.isVisible():
+            self.timer.stop()
+            return
+        if self._op is None and self._action is None:  # never queue refreshes behind a slow one
+            self.refresh()
+
+    def refresh(self) -> None:
+        engine = batch_engine(self.ctx)
+        self.refresh_btn.setEnabled(False)
+        if self.snapshot is None:
+            self.status.set_busy("Reading the batches and their users…")
+        self._op = self.ctx.runner.submit(engine.refresh, on_done=self._show, on_error=self._refresh_failed,
+                                          key="monitor-refresh")
+
+    def _show(self, snap: Snapshot) -> None:
+        started = time.perf_counter()
+        self._op = None
+        self.refresh_btn.setEnabled(True)
+        self.snapshot = snap
+        self.refreshes += 1
+        header = self.users_view.horizontalHeader()
+        self.users_model.update_records(snap.users, lambda u: (u.batch.lower(), u.target.lower()))
+        bheader = self.batches_view.horizontalHeader()
+        self.batches_model.update_records(snap.batches, lambda b: b.name.lower())
+        for view, h in ((self.users_view, header), (self.batches_view, bheader)):
+            if h.isSortIndicatorShown() and 0 <= h.sortIndicatorSection() < view.model().columnCount():
+                view.model().sort(h.sortIndicatorSection(), h.sortIndicatorOrder())
+        if not self.batches_view.currentIndex().isValid() and snap.batches:
+            self.batches_view.selectRow(0)
+        self._show_overall(snap)
+        self._show_user()
+        self._sync()
+        self.last_apply_ms = (time.perf_counter() - started) * 1000
+
+    def _show_overall(self, snap: Snapshot) -> None:
+        counts = snap.counts()
+        n = len(snap.users)
+        self.overall.setValue(snap.percent)
+        self.overall.setFormat(f"{snap.percent} % of {n} user(s)")
+        now = time.monotonic()
+        self._samples.append((now, float(snap.percent)))
+        self._samples = [s for s in self._samples if now - s[0] <= 600] or [(now, float(snap.percent))]
+        parts = [f"{counts.get('completed', 0)} of {n} completed"]
+        for stage in ("syncing", "synced", "completing", "waiting"):
+            if counts.get(stage):
+                parts.append(f"{counts[stage]} {STAGE_TEXT[stage].lower()}")
+        if counts.get("failed"):
+            parts.append(f"<b>{counts['failed']} need attention</b>")
+        if counts.get("stopped"):
+            parts.append(f"{counts['stopped']} stopped")
+        eta = self.time_left(snap)
+        if eta:
+            parts.append(eta)
+        stamp = time_text(snap.taken) if snap.taken else ""
+        every = " (automatic refresh on)" if self.auto.isChecked() else ""
+        self.overall_text.setText(" · ".join(parts) + f" · read {stamp}{every}")
+        problems = list(snap.problems) + [b.problem for b in snap.batches if b.problem is not None]
+        if problems:
+            p = problems[0]
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            self.status.set_ok("")
+            self.status.message.setText(f"<b>{p.what}</b>{more}<br>{p.why}<br><i>What to do:</i> {p.fix}")
+        elif not snap.users:
+            self.status.set_idle("No migration batch in the target yet: go back to Launch.")
+        elif snap.finished:
+            self.status.set_ok("Nothing is moving any more: every user is completed or needs attention. "
+                               "Press Next for the reports, the checklist and the clean-up.")
+        else:
+            self.status.set_idle("")
+
+    def time_left(self, snap: Snapshot) -> str:
+        """From how fast the overall percent moved over the last ten minutes (wall time, as the admin waits)."""
+        if snap.finished or len(self._samples) < 2:
+            return "" if snap.finished else "time left: known after the next readings"
+        (t0, p0), (t1, p1) = self._samples[0], self._samples[-1]
+        if p1 <= p0 or t1 <= t0:
+            return "time left: not known yet"
+        return format_eta((100 - p1) / ((p1 - p0) / (t1 - t0)))
+
+    def _refresh_failed(self, exc: BaseException) -> None:
+        self._op = None
+        self.refresh_btn.setEnabled(True)
+        self.status.set_error(explain(exc))
+
+    def retry(self) -> None:
+        self.refresh()
+
+    def cancel(self) -> None:
+        for op in (self._op, self._action):
+            if op is not None:
+                op.cancel()
+        self._op = self._action = None
+        self.refresh_btn.setEnabled(True)
+        if self.status.state.value == "busy":
+            self.status.set_idle("Stopped reading; press Refresh now to read again.")
+        self._sync()
+
+    # -- selection ----------------------------------------------------------------------------------------
+    def selected_batch(self) -> BatchStatus | None:
+        return self.batches_proxy.record(self.batches_view.currentIndex())  # type: ignore[no-any-return]
+
+    def selected_user(self) -> UserStatus | None:
+        return self.users_proxy.record(self.users_view.currentIndex())  # type: ignore[no-any-return]
+
+    def _sync(self) -> None:
+        b = self.selected_batch()
+        idle = self._action is None
+        status = (b.status if b else "").lower()
+        counts = b.counts if b else {}
+        self.start_btn.setEnabled(idle and b is not None and status in ("created", "stopped", "waiting"))
+        self.stop_btn.setEnabled(idle and b is not None and status in ("syncing", "synced", "syncedwitherrors",
+                                                                      "created", "waiting"))
+        self.complete_btn.setEnabled(idle and b is not None and status in ("synced", "syncedwitherrors",
+                                                                          "completedwitherrors"))
+        self.remove_btn.setEnabled(idle and b is not None and status != "removed")
+        self.retry_btn.setEnabled(idle and b is not None and bool(counts.get("failed")))
+        self.refresh_btn.setEnabled(self._op is None)
+
+    def _show_user(self) -> None:
+        u = self.selected_user()
+        if u is None:
+            self.details.setHtml("<p>Select a user to see what is happening.</p>")
+            self._detail_for = ""
+            return
+        self.details.setHtml(self.user_html(u))
+        key = f"{u.batch}|{u.target}|{u.status}"
+        if key != self._detail_for and u.stage in ("syncing", "failed", "completing"):
+            self._detail_for = key  # one request for the user the admin opened, never one per user
+            engine = batch_engine(self.ctx)
+            self.ctx.runner.submit(lambda: engine.detail(u.target), on_done=self._show_detail,
+                                   on_error=lambda _e: None, key="monitor-detail")
+
+    def _show_detail(self, u: UserStatus) -> None:
+        current = self.selected_user()
+        if current is not None and current.target.lower() == u.target.lower():
+            self.details.setHtml(self.user_html(u))
+
+    def user_html(self, u: UserStatus) -> str:
+        from html import escape
+
+        out = [f"<h3>{escape(u.target)}</h3>",
+               f"<p>From {escape(u.source) or 'the source'} · batch {escape(u.batch)}<br>"
+               f"{escape(STAGE_TEXT.get(u.stage, u.stage))} ({escape(u.status)}), {u.percent} %"
+               + (f", {escape(size_text(u.bytes_transferred))} of {escape(size_text(u.size_bytes))} copied"
+                  if u.size_bytes and u.bytes_transferred else "")
+               + (f"<br>Last sync: {escape(time_text(u.last_sync))}" if u.last_sync else "") + "</p>"]
+        if u.problem is not None:
+            out.append(problem_html(u.problem))
+            if u.error:
+                out.append(f"<p><small>Exchange said: {escape(u.error)}</small></p>")
+        if u.completed:
+            items = batch_engine(self.ctx).checklist(u)
+            out.append("<p><b>Moved. Now:</b></p><ul>" + "".join(f"<li>{escape(i)}</li>" for i in items) + "</ul>")
+        return "".join(out)
+
+    # -- batch actions ------------------------------------------------------------------------------------
+    ACTIONS = {
+        "start": ("Start the batch?", "Start (or resume) '{name}': Exchange starts copying its users, resumes "
+                  "stopped ones and retries failed ones.", "&Start"),
+        "stop": ("Stop the batch?", "Stop '{name}': the copy pauses for all its users; nothing is lost, and Start "
+                 "resumes it.", "S&top"),
+        "complete": ("Complete the batch?", "Complete '{name}' now: each copied user switches to the target — "
+                     "their old mailbox becomes a forwarding contact. Users must restart Outlook and may need a "
+                     "new profile. This cannot be undone.", "Com&plete"),
+        "remove": ("Remove the batch?", "Remove '{name}' from the target: users not yet completed stop moving and "
+                   "their copied data is discarded; completed users stay moved. The batch's record stays in the "
+                   "project.", "Remo&ve"),
+        "retry": ("Retry the failed users?", "Resume the failed users of '{name}' ({failed}). Fix what each "
+                  "problem says first, or they fail again.", "Retr&y"),
+    }
+
+    def act(self, action: str) -> None:
+        b = self.selected_batch()
+        if b is None or self._action is not None:
+            return
+        title, text, yes = self.ACTIONS[action]
+        ask(self, title, text.format(name=b.name, failed=b.counts.get("failed", 0)), yes,
+            lambda: self._run_action(action, b.name))
+
+    def _run_action(self, action: str, name: str) -> None:
+        engine = batch_engine(self.ctx)
+        call = {"start": engine.start, "stop": engine.stop, "complete": engine.complete, "remove": engine.remove,
+                "retry": engine.retry_failed}[action]
+        if self._op is not None:  # a refresh started before the change would show the old state: drop it
+            self._op.cancel()
+            self._op = None
+        words = {"start": "Starting", "stop": "Stopping", "complete": "Completing", "remove": "Removing",
+                 "retry": "Retrying the failed users of"}[action]
+        self.status.set_busy(f"{words} '{name}'…")
+        self._action = self.ctx.runner.submit(lambda: call(name), on_done=lambda _r: self._acted(action, name),
+                                              on_error=self._action_failed, key="monitor-action")
+        self._sync()
+
+    def _acted(self, action: str, name: str) -> None:
+        self._action = None
+        done = {"start": "started", "stop": "stopped", "complete": "set to complete", "remove": "removed",
+                "retry": "asked to retry its failed users"}[action]
+        self.status.set_ok(f"Batch '{name}' {done}.")
+        self.refresh()
+
+    def _action_failed(self, exc: BaseException) -> None:
+        self._action = None
+        self.status.set_error(explain(exc))
+        self._sync()
+
+    # -- the rehearsal's clock ----------------------------------------------------------------------------
+    def set_speed(self, scale: float) -> None:
+        self._clock_request("POST", {"scale": scale})
+
+    def advance(self, seconds: float) -> None:
+        self._clock_request("POST", {"advance_seconds": seconds})
+
+    def _clock_request(self, method: str, body: dict[str, Any] | None) -> None:
+        ws = self.ctx.workspace
+        url = self.control_url
+        if ws is None or url is None:
+            return
+
+        async def call() -> dict[str, Any]:
+            r = await ws.policy.send(method, url + "/clock", service="sandbox", route="/_sandbox/clock", json=body)
+            r.raise_for_status()
+            return dict(r.json())
+
+        self.ctx.runner.submit(call, on_done=self._clock_shown, on_error=lambda e: self.status.set_error(explain(e)),
+                               key="rehearsal-clock")
+
+    def _clock_shown(self, clock: dict[str, Any]) -> None:
+        scale = float(clock.get("scale", 1) or 1)
+        now = datetime.datetime.fromtimestamp(float(clock.get("now", 0)), datetime.UTC)
+        self.clock_text.setText(f"Simulated time: {time_text(now)}" + (f", running {scale:g}× faster"
+                                                                        if scale != 1 else ""))
+        i = self.speed.findData(scale)
+        if i >= 0:
+            self.speed.setCurrentIndex(i)
+        if self._op is None and self.snapshot is not None:
+            self.refresh()  # show what the service did in the time that passed
+
+
+# --- 3. Finish ---------------------------------------------------------------------------------------------------
+
+class FinishPage(BasePage):
+    """Reports for the customer, the checklist after the move, and the clean-up of what the setup made."""
+
+    _progress = Signal(int, int, str)
+
+    def __init__(self, ctx: AppContext, monitor: MonitorPage) -> None:
+        super().__init__(ctx, "Finish: reports, checklist and clean-up",
+                         "Write the reports for your records or your customer, go through the checklist with the "
+                         "moved users, and once everyone is moved, remove what xtwizard set up for the migration.")
+        self.monitor = monitor
+        self.folder = QLineEdit()
+        self.folder.setAccessibleName("Folder for the reports")
+        folder_label = _label("Save reports &in:", self.folder)
+        self.choose_btn = _button("Choose f&older…", "Choose the folder for the reports")
+        self.write_btn = _button("&Write the reports", "Write the readiness, progress and final reports")
+        self.open_btn = _button("O&pen folder", "Open the reports folder")
+        self.files = QListWidget()
+        self.files.setAccessibleName("Reports written")
+        self.checklist = QPlainTextEdit()
+        self.checklist.setReadOnly(True)
+        self.checklist.setAccessibleName("Checklist after the move")
+        checklist_label = _label("C&hecklist after the move:", self.checklist)
+        self.plan_btn = _button("Plan the &teardown", "Work out what the clean-up would remove")
+        self.teardown_btn = _button("Re&move what xtwizard set up…", "Apply the clean-up plan")
+        self.plan_view = QPlainTextEdit()
+        self.plan_view.setReadOnly(True)
+        self.plan_view.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.plan_view.setAccessibleName("The clean-up plan")
+
+        reports = QGroupBox("Reports")
+        rl = QVBoxLayout(reports)
+        row = QHBoxLayout()
+        row.addWidget(folder_label)
+        row.addWidget(self.folder, 1)
+        row.addWidget(self.choose_btn)
+        rl.addLayout(row)
+        row = QHBoxLayout()
+        row.addWidget(self.write_btn)
+        row.addWidget(self.open_btn)
+        row.addStretch(1)
+        rl.addLayout(row)
+        rl.addWidget(self.files)
+        teardown = QGroupBox("Clean-up")
+        tl = QVBoxLayout(teardown)
+        row = QHBoxLayout()
+        row.addWidget(self.plan_btn)
+        row.addWidget(self.teardown_btn)
+        row.addStretch(1)
+        tl.addLayout(row)
+        tl.addWidget(self.plan_view)
+        left = QWidget()
+        ll = QVBoxLayout(left)
+        ll.setContentsMargins(0, 0, 0, 0)
+        ll.addWidget(reports, 1)
+        ll.addWidget(checklist_label)
+        ll.addWidget(self.checklist, 1)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(left)
+        split.addWidget(teardown)
+        split.setSizes([430, 430])
+        self.body.addWidget(split, 1)
+
+        self.choose_btn.clicked.connect(self._choose)
+        self.write_btn.clicked.connect(self.write_reports)
+        self.open_btn.clicked.connect(self.open_folder)
+        self.plan_btn.clicked.connect(self.plan_teardown)
+        self.teardown_btn.clicked.connect(self.confirm_teardown)
+        self._progress.connect(self._on_progress)
+        self.written: list[Path] = []
+        self.plan: Plan | None = None
+        self.torn_down = False
+        self._op: Operation | None = None
+        self._applying = False
+        self._cancel = threading.Event()
+        self.open_btn.setEnabled(False)
+        self.teardown_btn.setEnabled(False)
+
+    def initializePage(self) -> None:
+        ws = self.ctx.workspace
+        assert ws is not None
+        if not self.folder.text():
+            self.folder.setText(str(ws.project.folder / "reports"))
+        self.checklist.setPlainText(self.checklist_text())
+        self.plan = None
+        self.plan_view.setPlainText("Press Plan the teardown to see what the clean-up would remove. Nothing is "
+                                    "removed until you confirm.")
+        self.teardown_btn.setEnabled(False)
+        snap = self.monitor.snapshot
+        if snap is not None and not snap.finished:
+            self.status.set_idle("Some users are still moving: write a progress report now, and clean up only once "
+                                 "everyone is moved.")
+        else:
+            self.status.set_idle("")
+
+    def checklist_text(self) -> str:
+        snap = self.monitor.snapshot
+        done = [u for u in snap.users if u.completed] if snap else []
+        if not done:
+            return "No user has completed the move yet. Once they have, the checklist for them appears here."
+        engine = batch_engine(self.ctx)
+        lines = [f"{len(done)} user(s) moved. For each of them:", ""]
+        lines += [f"  • {item}" for item in engine.checklist(done[0])]
+        lines += ["", "Moved users:"] + [f"  {u.target}" for u in done]
+        return "\n".join(lines)
+
+    # -- reports ------------------------------------------------------------------------------------------
+    def _choose(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Folder for the reports", self.folder.text())
+        if path:
+            self.folder.setText(path)
+
+    def write_reports(self) -> None:
+        import asyncio
+
+        folder = Path(self.folder.text().strip()).expanduser()
+        if not self.folder.text().strip():
+            self.status.set_idle("Choose a folder for the reports first.")
+            return
+        engine = batch_engine(self.ctx)
+        snap = self.monitor.snapshot
+
+        async def write() -> list[Path]:
+            fresh = await engine.refresh()  # the reports show the tenant as it is now
+            return await asyncio.to_thread(engine.write_reports, folder, fresh or snap)
+
+        self.status.set_busy("Reading the latest progress and writing the reports…")
+        self._op = self.ctx.runner.submit(write, on_done=self._written, on_error=self._failed, key="finish")
+
+    def _written(self, files: list[Path]) -> None:
+        self._op = None
+        self.written = list(files)
+        self.files.clear()
+        for f in files:
+            self.files.addItem(f.name)
+        self.open_btn.setEnabled(bool(files))
+        self.status.set_ok(f"{len(files)} report file(s) written to {self.folder.text()}.")
+
+    def open_folder(self) -> None:
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(Path(self.folder.text()).expanduser())))
+
+    # -- teardown -----------------------------------------------------------------------------------------
+    def plan_teardown(self) -> None:
+        engine = batch_engine(self.ctx)
+        self.plan = None
+        self.teardown_btn.setEnabled(False)
+        self.status.set_busy("Reading both tenants and working out the clean-up…")
+        self._op = self.ctx.runner.submit(engine.plan_teardown, on_done=self._planned, on_error=self._failed,
+                                          key="finish")
+
+    def _planned(self, plan: Plan) -> None:
+        self._op = None
+        self.plan = plan
+        lines = plan.lines()
+        if plan.pending:
+            self.plan_view.setPlainText("\n".join(lines))
+            self.status.set_idle(f"{len(plan.pending)} change(s) to make. Read them, then press Remove.")
+        else:
+            self.plan_view.setPlainText("\n".join(line for line in lines if "setup is complete" not in line)
+                                        + "\nNothing left to remove.")
+            self.status.set_ok("Nothing left to remove: the clean-up is done.")
+        self.teardown_btn.setEnabled(bool(plan.pending))
+
+    def confirm_teardown(self) -> None:
+        plan = self.plan
+        if plan is None or not plan.pending:
+            return
+        ask(self, "Remove what xtwizard set up?",
+            f"Make these {len(plan.pending)} change(s)? The migration app, its credential and the endpoint are "
+            "removed, so no further mailbox can move with them.\n\n" + "\n".join(plan.lines()),
+            "Re&move", self.teardown)
+
+    def teardown(self) -> None:
+        engine = batch_engine(self.ctx)
+        plan = self.plan
+        assert plan is not None
+        self._cancel = threading.Event()
+        cancel = self._cancel
+        self.teardown_btn.setEnabled(False)
+        self.status.set_busy("Removing what xtwizard set up…")
+        self._applying = True
+        self._op = self.ctx.runner.submit(lambda: engine.apply_teardown(plan, self._progress.emit, cancel),
+                                          on_done=self._torn_down, on_error=self._failed, key="finish")
+
+    def _on_progress(self, done: int, total: int, line: str) -> None:
+        if self._op is not None:
+            self.status.set_busy(f"Change {done + 1} of {total}: {line}", done, total)
+
+    def _torn_down(self, result: Any) -> None:
+        self._op = None
+        self._applying = False
+        if getattr(result, "cancelled", False):
+            self.status.set_idle(f"Stopped after {len(result.done)} change(s); nothing is half-done. Plan the "
+                                 "teardown again to continue.")
+            self.plan_teardown()
+            return
+        self.torn_down = True
+        self.plan_view.setPlainText("Removed:\n" + "\n".join(f"  - {c.line}" for c in result.done)
+                                    + "".join(f"\nWarning: {w}" for w in result.warnings))
+        self.plan = None
+        self.write_reports()  # the teardown report: the final report and the audit log now show the removals
+
+    def _failed(self, exc: BaseException) -> None:
+        self._op = None
+        self._applying = False
+        self.status.set_error(explain(exc))
+        self.teardown_btn.setEnabled(bool(self.plan and self.plan.pending))
+
+    def cancel(self) -> None:
+        if self._applying:
+            self._cancel.set()  # between changes: each removal is made whole and journaled, or not started
+            return
+        if self._op is not None:
+            self._op.cancel()
+            self._op = None
+            self.status.set_idle("Cancelled.")
+
+    def retry(self) -> None:
+        if self.plan is not None and self.plan.pending:
+            self.teardown()
+        else:
+            self.plan_teardown()
+
+
