@@ -12,19 +12,23 @@ from __future__ import annotations
 
 import datetime
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from ...cloud.endpoints import CloudEndpoints
-from ...cloud.exchange import ExchangeClient
+from ...cloud.exchange import ExchangeClient, ExchangeError, format_time, parse_time
 from ...cloud.graph import GraphClient
-from ..problems import Problem
+from ...cloud.service import ServiceError
+from ..problems import Problem, explain, explain_move_failure
 from ..project import MigrationProject
+from ..setup.journal import SetupJournal
 from ..setup.model import ApplyResult, Plan
 from .model import (
     MAX_BATCH_USERS,
+    STAGES,
     BatchOptions,
+    BatchStatus,
     LaunchResult,
     MappedUser,
     Snapshot,
@@ -56,6 +60,33 @@ class BatchContext(Protocol):
     def exchange(self, slot: str) -> ExchangeClient: ...
 
 
+# Percent shown for each stage when only list calls were made ([U] Get-MigrationUser carries no percentage;
+# a syncing user's share is estimated from the time since its batch started and its size, see `_estimate`).
+STAGE_PERCENT = {"waiting": 0, "syncing": 10, "synced": 95, "completing": 98, "completed": 100, "failed": 0,
+                 "stopped": 0}
+STATUS_STAGE = {
+    "queued": "waiting", "validating": "waiting", "provisioning": "waiting", "provisionupdating": "waiting",
+    "starting": "waiting", "created": "waiting", "waiting": "waiting",
+    "syncing": "syncing", "incrementalsyncing": "syncing",
+    "synced": "synced", "incrementalsynced": "synced", "completionsynced": "synced",
+    "completing": "completing",
+    "completed": "completed", "completedwithwarnings": "completed",
+    "failed": "failed", "incrementalfailed": "failed", "completionfailed": "failed", "corrupted": "failed",
+    "stopped": "stopped", "incrementalstopped": "stopped", "stopping": "stopped", "removing": "stopped",
+}
+# [U] a rough copy rate for estimates only: Microsoft quotes no figure; cloud-to-cloud moves often run near 1 GB/h.
+ESTIMATE_BYTES_PER_HOUR = 1 << 30
+BATCH_NAME_LIMIT = 64
+
+
+def stage_of(status: str) -> str:
+    return STATUS_STAGE.get(status.lower(), "waiting")
+
+
+def _iso(t: datetime.datetime | None) -> str:
+    return t.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if t else ""
+
+
 class BatchEngine:
     """Batches for one project.  State lives in `project.data["batches"]` (no secrets)."""
 
@@ -63,81 +94,443 @@ class BatchEngine:
                  clock: Callable[[], datetime.datetime] | None = None) -> None:
         self.ctx = ctx
         self.now = clock or (lambda: datetime.datetime.now(datetime.UTC))
+        self.journal = SetupJournal(ctx.project)
+
+    # --- project data -----------------------------------------------------------------------------------------
+    @property
+    def data(self) -> dict[str, Any]:
+        d = self.ctx.project.data.setdefault("batches", {})
+        assert isinstance(d, dict)
+        d.setdefault("batches", {})
+        return d
+
+    def _record(self, name: str) -> dict[str, Any] | None:
+        rec = {k.lower(): v for k, v in self.data["batches"].items()}.get(name.lower())
+        return rec if isinstance(rec, dict) else None
+
+    def recorded_batches(self) -> list[dict[str, Any]]:
+        """The batches this project created, as recorded (name, options, users source↔target, created)."""
+        return [dict(v) for v in self.data["batches"].values()]
+
+    def _target_exchange(self) -> ExchangeClient:
+        if "target" not in self.ctx.identities:
+            raise BatchProblem(Problem("Not signed in to the target tenant.", "Batches live in the target's "
+                                       "Exchange Online.", "Sign in to the target tenant first."))
+        return self.ctx.exchange("target")
 
     # --- waves ------------------------------------------------------------------------------------------------
     def ready_users(self) -> list[WaveUser]:
         """The users the users engine found ready (with their delegates), else the saved mapping."""
-        raise NotImplementedError
+        from ..users import engine as users
+
+        try:
+            rows: Sequence[MappedUser] = users.ready_users(self.ctx.project)
+        except NotImplementedError:
+            rows = []
+        if not rows:
+            mapping = self.ctx.project.data.get("users", {}).get("mapping") or []
+            rows = [WaveUser(str(r["source"]), str(r["target"])) for r in mapping
+                    if isinstance(r, dict) and r.get("source") and r.get("target")]
+        return self.wave_users(rows)
 
     @staticmethod
     def wave_users(rows: Sequence[MappedUser]) -> list[WaveUser]:
         """WaveUsers from mapping rows (anything with `source` and `target`; `delegates` and `size_bytes` when
         the rows have them)."""
-        raise NotImplementedError
+        out = []
+        for r in rows:
+            delegates = tuple(str(d) for d in (getattr(r, "delegates", None) or ()))
+            out.append(WaveUser(r.source.strip(), r.target.strip(), delegates,
+                                int(getattr(r, "size_bytes", 0) or 0)))
+        return out
 
     def plan_waves(self, users: Sequence[WaveUser], max_size: int = MAX_BATCH_USERS,
                    prefix: str = "Wave") -> list[Wave]:
         """Waves of at most `max_size` users; users linked by delegation (transitively) share a wave unless the
         group alone is larger than a wave (then it is split, with a warning naming it).  Users already in a
         batch of this project are left out."""
-        raise NotImplementedError
+        max_size = max(1, min(max_size, MAX_BATCH_USERS))
+        batched = {t.lower() for rec in self.data["batches"].values() if not rec.get("removedOutside")
+                   for _s, t in rec.get("users", [])}
+        todo: dict[str, WaveUser] = {}
+        for u in users:
+            if u.target.lower() not in batched and u.source.lower() not in todo:
+                todo[u.source.lower()] = u
+        # Delegation groups: union-find over source addresses (a delegate outside the list is ignored).
+        parent = {k: k for k in todo}
+
+        def root(k: str) -> str:
+            while parent[k] != k:
+                parent[k] = parent[parent[k]]
+                k = parent[k]
+            return k
+
+        for k, u in todo.items():
+            for d in u.delegates:
+                if d.lower() in parent:
+                    a, b = root(k), root(d.lower())
+                    if a != b:
+                        parent[max(a, b)] = min(a, b)
+        groups: dict[str, list[WaveUser]] = {}
+        for k, u in todo.items():  # insertion order: the admin's order within each group
+            groups.setdefault(root(k), []).append(u)
+        # Largest groups first (first fit decreasing), so that groups fill waves without being split.
+        ordered = sorted(groups.values(), key=lambda g: -len(g))
+        waves: list[Wave] = []
+        for group in ordered:
+            chunks = [group[i:i + max_size] for i in range(0, len(group), max_size)]
+            for chunk in chunks:
+                wave = next((w for w in waves if len(w.users) + len(chunk) <= max_size), None)
+                if wave is None:
+                    wave = Wave(len(waves) + 1, f"{prefix} {len(waves) + 1}", [])
+                    waves.append(wave)
+                wave.users.extend(chunk)
+                if len(group) > 1:
+                    wave.delegate_groups += 1
+                if len(chunks) > 1:
+                    wave.warnings.append(
+                        f"{len(group)} users share mailboxes by delegation (for example {group[0].source}); that is "
+                        f"more than one batch holds ({max_size}), so they are split over {len(chunks)} waves. "
+                        "Migrate those waves close together and tell the users.")
+        return waves
 
     # --- batches ----------------------------------------------------------------------------------------------
+    def delivery_domain(self) -> str:
+        from ..users import engine as users
+
+        try:
+            domain = users.delivery_domain(self.ctx.project)
+        except NotImplementedError:
+            domain = ""
+        return domain or str(self.ctx.identities["target"].initial_domain)
+
+    def endpoint_name(self) -> str:
+        """The migration endpoint the setup made or adopted (from the journal)."""
+        rec = self.journal.known().get("endpoint") or {}
+        name = str(rec.get("name") or "")
+        if not name:
+            raise BatchProblem(Problem(
+                "There is no migration endpoint for this project yet.",
+                "Batches move mailboxes through the endpoint the setup creates.",
+                "Finish the setup first (Set up the migration page, or xtwizard setup).", retryable=False))
+        return name
+
+    def _check_options(self, wave: Wave, options: BatchOptions) -> None:
+        name = options.name.strip()
+        why = ""
+        if not name:
+            why = "The batch has no name."
+        elif len(name) > BATCH_NAME_LIMIT:
+            why = f"Batch names are at most {BATCH_NAME_LIMIT} characters."
+        elif not wave.users:
+            why = "The wave has no users."
+        elif len(wave.users) > MAX_BATCH_USERS:
+            why = f"A batch holds at most {MAX_BATCH_USERS} users; this wave has {len(wave.users)}."
+        elif options.start not in ("now", "manual", "after") or options.completion not in ("manual", "after",
+                                                                                          "automatic"):
+            why = "Start must be now, manual or after a time; completion manual, after a time or automatic."
+        elif options.start == "after" and options.start_after is None:
+            why = "Start after a time was chosen without the time."
+        elif options.completion == "after" and options.complete_after is None:
+            why = "Complete after a time was chosen without the time."
+        elif (options.start == "after" and options.completion == "after" and options.start_after is not None
+              and options.complete_after is not None and options.complete_after <= options.start_after):
+            why = "The completion time is before the start time."
+        elif self._record(name) is not None:
+            why = f"This project already has a batch named '{name}'."
+        if why:
+            raise BatchProblem(Problem("The batch cannot be created.", why, "Correct the batch settings and try "
+                                       "again.", retryable=False))
+        # Classic failure: the source address in the batch CSV (landscape §B.1 #9).
+        source_domains = {u.source.rsplit("@", 1)[-1].lower() for u in wave.users}
+        wrong = [u for u in wave.users if u.target.lower() == u.source.lower()
+                 or (u.target.rsplit("@", 1)[-1].lower() in source_domains
+                     and u.target.rsplit("@", 1)[-1].lower() not in self._target_domains())]
+        if wrong:
+            raise BatchProblem(Problem(
+                f"{len(wrong)} user(s) would go into the batch with a source address (e.g. {wrong[0].target}).",
+                "The batch CSV must list the TARGET MailUsers' addresses; with source addresses every user fails "
+                "with MigrationRecipientNotFoundException.",
+                "Fix the mapping on the Choose users page (each row's target address), then launch again.",
+                retryable=False))
+
+    def _target_domains(self) -> set[str]:
+        ident = self.ctx.identities.get("target")
+        out = {str(getattr(ident, "initial_domain", "")).lower()}
+        out.update(str(d).lower() for d in self.ctx.project.data.get("target", {}).get("domains", []) or [])
+        return out
+
     async def create(self, wave: Wave, options: BatchOptions) -> LaunchResult:
         """New-MigrationBatch with a CSV of the wave's TARGET addresses, the TargetDeliveryDomain, the start and
         completion choices and NotificationEmails.  Journaled; recorded in the project with the source↔target
         pairs so that nothing is lost if the batch later disappears."""
-        raise NotImplementedError
+        self._check_options(wave, options)
+        tx = self._target_exchange()
+        name = options.name.strip()
+        endpoint = self.endpoint_name()
+        domain = options.target_delivery_domain or self.delivery_domain()
+        start_after = options.start_after if options.start == "after" else None
+        complete_after = options.complete_after if options.completion == "after" else None
+        record: dict[str, Any] = {
+            "name": name, "created": _iso(self.now()), "endpoint": endpoint, "targetDeliveryDomain": domain,
+            "start": options.start, "startAfter": _iso(start_after), "completion": options.completion,
+            "completeAfter": _iso(complete_after), "notificationEmails": list(options.notification_emails),
+            "users": [[u.source, u.target] for u in wave.users],
+            "sizes": {u.target.lower(): u.size_bytes for u in wave.users if u.size_bytes},
+        }
+        line = (f"Create the migration batch '{name}' with {len(wave.users)} users (target addresses), delivery "
+                f"domain {domain}")
+        op = self.journal.begin("target", "batches", "create batch", {"type": "batch", "name": name},
+                                {"line": line, "users": len(wave.users), "start": options.start,
+                                 "completion": options.completion})
+        try:
+            batch = await tx.new_migration_batch(
+                name, source_endpoint=endpoint, target_delivery_domain=domain, users=[u.target for u in wave.users],
+                auto_start=options.start == "now", auto_complete=options.completion == "automatic",
+                complete_after=format_time(complete_after) if complete_after else None,
+                start_after=format_time(start_after) if start_after else None,
+                notification_emails=options.notification_emails)
+        except ServiceError as exc:
+            self.journal.finish(op, ok=False, detail={"error": str(exc)[:500]})
+            raise BatchProblem(explain(exc, doing=line)) from None
+        self.journal.finish(op, ok=True, target={"type": "batch", "name": name, "id": batch.raw.get("Guid", "")})
+        self.data["batches"][name] = record
+        self.ctx.project.save()
+        warnings = list(getattr(batch, "warnings", []) or [])
+        return LaunchResult(name, len(wave.users), batch.status, warnings)
+
+    async def _batch_change(self, name: str, action: str, line: str,
+                            call: Callable[[ExchangeClient], Awaitable[Any]]) -> None:
+        tx = self._target_exchange()
+        op = self.journal.begin("target", "batches", action, {"type": "batch", "name": name}, {"line": line})
+        try:
+            await call(tx)
+        except ServiceError as exc:
+            self.journal.finish(op, ok=False, detail={"error": str(exc)[:500]})
+            if isinstance(exc, ExchangeError) and exc.short_type == "ManagementObjectNotFoundException":
+                raise BatchProblem(self._removed_problem(name)) from None
+            raise BatchProblem(explain(exc, doing=line)) from None
+        self.journal.finish(op, ok=True)
+
+    def _removed_problem(self, name: str) -> Problem:
+        rec = self._record(name)
+        n = len(rec.get("users", [])) if rec else 0
+        known = f" xtwizard kept its list of {n} users." if rec else ""
+        return Problem(f"The batch '{name}' no longer exists in the target.",
+                       "It was removed outside xtwizard (in the Exchange admin center or PowerShell)." + known,
+                       "Launch it again (Relaunch): the same users and settings go into a new batch. Users already "
+                       "completed are not moved twice.", retryable=False)
 
     async def start(self, name: str) -> None:
         """Start-MigrationBatch (also resumes stopped users)."""
-        raise NotImplementedError
+        await self._batch_change(name, "start batch", f"Start the migration batch '{name}'",
+                                 lambda tx: tx.start_migration_batch(name))
 
     async def stop(self, name: str) -> None:
         """Stop-MigrationBatch."""
-        raise NotImplementedError
+        await self._batch_change(name, "stop batch", f"Stop the migration batch '{name}'",
+                                 lambda tx: tx.stop_migration_batch(name))
 
     async def complete(self, name: str) -> None:
         """Complete-MigrationBatch: cut over the synced users now."""
-        raise NotImplementedError
+        await self._batch_change(name, "complete batch", f"Complete the migration batch '{name}' (cut over)",
+                                 lambda tx: tx.complete_migration_batch(name))
 
     async def set_completion(self, name: str, complete_after: datetime.datetime | None) -> None:
         """Set-MigrationBatch -CompleteAfter (None: now)."""
-        raise NotImplementedError
+        when = complete_after or self.now()
+        await self._batch_change(name, "update batch", f"Complete the batch '{name}' after {_iso(when)}",
+                                 lambda tx: tx.set_migration_batch(name, complete_after=format_time(when)))
+        rec = self._record(name)
+        if rec is not None:
+            rec["completion"], rec["completeAfter"] = "after", _iso(when)
+            self.ctx.project.save()
 
     async def remove(self, name: str) -> None:
         """Remove-MigrationBatch (not while users are copying: stop it first; the problem says so)."""
-        raise NotImplementedError
+        await self._batch_change(name, "remove batch", f"Remove the migration batch '{name}'",
+                                 lambda tx: tx.remove_migration_batch(name))
+        rec = self._record(name)
+        if rec is not None:
+            rec["removed"] = _iso(self.now())
+            self.ctx.project.save()
 
     async def retry_failed(self, name: str) -> int:
         """Resume the batch's failed users (Start-MigrationBatch retries failed users; a user that failed at
         completion or at an incremental sync goes back to Synced).  Returns how many were failed."""
-        raise NotImplementedError
+        tx = self._target_exchange()
+        try:
+            rows = await tx.all_migration_users(batch_id=name)
+        except ExchangeError as exc:
+            if exc.short_type == "ManagementObjectNotFoundException":
+                raise BatchProblem(self._removed_problem(name)) from None
+            raise BatchProblem(explain(exc)) from None
+        except ServiceError as exc:
+            raise BatchProblem(explain(exc)) from None
+        failed = [u for u in rows if stage_of(u.status) == "failed"]
+        if not failed:
+            return 0
+        await self._batch_change(name, "retry batch", f"Retry the {len(failed)} failed user(s) of '{name}'",
+                                 lambda tx: tx.start_migration_batch(name))
+        return len(failed)
 
     async def relaunch(self, name: str, new_name: str | None = None) -> LaunchResult:
         """A batch removed outside the wizard: create it again (same users and options) from the project's
         record."""
-        raise NotImplementedError
-
-    def recorded_batches(self) -> list[dict[str, Any]]:
-        """The batches this project created, as recorded (name, options, users source↔target, created)."""
-        raise NotImplementedError
+        rec = self._record(name)
+        if rec is None:
+            raise BatchProblem(Problem(f"This project has no record of a batch named '{name}'.",
+                                       "Only batches xtwizard created can be relaunched.",
+                                       "Launch a new batch from the Launch batches page.", retryable=False))
+        snapshot = await self.refresh()
+        done = {u.target.lower() for u in snapshot.users if u.completed}
+        done.update(str(t).lower() for t, st in (self.data.get("users") or {}).items() if st[1] == "completed")
+        users = [WaveUser(s, t, (), int(rec.get("sizes", {}).get(t.lower(), 0))) for s, t in rec.get("users", [])
+                 if t.lower() not in done]
+        base = new_name or f"{name} (again)"
+        options = BatchOptions(base[:BATCH_NAME_LIMIT], start="now", completion=str(rec.get("completion", "manual")),
+                               complete_after=parse_time(rec.get("completeAfter")) if rec.get("completion") == "after"
+                               else None, notification_emails=tuple(rec.get("notificationEmails", [])),
+                               target_delivery_domain=str(rec.get("targetDeliveryDomain", "")))
+        if options.completion == "after" and options.complete_after is not None and options.complete_after < self.now():
+            options = BatchOptions(options.name, completion="manual", notification_emails=options.notification_emails,
+                                   target_delivery_domain=options.target_delivery_domain)
+        result = await self.create(Wave(0, options.name, users), options)
+        rec["replacedBy"] = result.name
+        self.ctx.project.save()
+        return result
 
     # --- monitoring -------------------------------------------------------------------------------------------
     async def refresh(self) -> Snapshot:
         """Every batch and migration user of the target, by paged list calls (≤ ceil(N/1000) + 2 requests);
         each failure translated into a Problem; batches this project made that are gone are reported."""
-        raise NotImplementedError
+        tx = self._target_exchange()
+        try:
+            batches = await tx.migration_batches()
+            rows = await tx.all_migration_users()
+        except ServiceError as exc:
+            raise BatchProblem(explain(exc, doing="Read the migration batches")) from None
+        requests = 1 + max(1, -(-len(rows) // max(1, tx.page_size)))
+        now = self.now()
+        recorded = {k.lower(): v for k, v in self.data["batches"].items()}
+        sources = {str(t).lower(): str(s) for rec in recorded.values() for s, t in rec.get("users", [])}
+        sizes = {str(t): int(n) for rec in recorded.values() for t, n in (rec.get("sizes") or {}).items()}
+        started = {b.identity.lower(): b.time("StartDateTime") for b in batches}
+        group = self._scope_group()
+        users: list[UserStatus] = []
+        for r in rows:
+            stage = stage_of(r.status)
+            low = r.identity.lower()
+            problem = explain_move_failure(r.error_summary, user=r.identity, group=group) if (
+                r.error_summary and stage in ("failed", "stopped", "syncing")) else None
+            size = sizes.get(low, 0)
+            users.append(UserStatus(
+                batch=r.batch_id, source=sources.get(low, ""), target=r.identity, status=r.status, stage=stage,
+                percent=self._estimate(stage, started.get(r.batch_id.lower()), size, now), size_bytes=size,
+                last_sync=r.last_successful_sync, error=r.error_summary, problem=problem))
+        by_batch: dict[str, list[UserStatus]] = {}
+        for u in users:
+            by_batch.setdefault(u.batch.lower(), []).append(u)
+        statuses: list[BatchStatus] = []
+        for b in batches:
+            mine = by_batch.get(b.identity.lower(), [])
+            counts = dict.fromkeys(STAGES, 0)
+            for u in mine:
+                counts[u.stage] += 1
+            statuses.append(BatchStatus(
+                name=b.identity, status=b.status, total=b.total_count or len(mine), counts=counts,
+                percent=round(sum(u.percent for u in mine) / len(mine)) if mine else 0,
+                ours=b.identity.lower() in recorded, created=b.time("CreationDateTime"),
+                started=b.time("StartDateTime"), last_sync=b.time("LastSyncedDateTime"),
+                complete_after=b.time("CompleteAfter")))
+        problems: list[Problem] = []
+        present = {b.identity.lower() for b in batches}
+        for key, rec in recorded.items():
+            if key in present or rec.get("removed") or rec.get("replacedBy"):
+                continue
+            problem = self._removed_problem(str(rec["name"]))
+            problems.append(problem)
+            if not rec.get("removedOutside"):
+                rec["removedOutside"] = _iso(now)
+            lost = [UserStatus(str(rec["name"]), str(s), str(t), "Removed", "stopped", 0, problem=problem)
+                    for s, t in rec.get("users", [])]
+            users.extend(lost)
+            statuses.append(BatchStatus(str(rec["name"]), "Removed", len(lost), {**dict.fromkeys(STAGES, 0),
+                                        "stopped": len(lost)}, 0, True, problem=problem))
+        # Organization-wide causes (an expired secret, a broken relationship) once, not per user.
+        seen: set[str] = set()
+        for u in users:
+            p = u.problem
+            if p is not None and u.target not in p.what and p.what not in seen and u.status != "Removed":
+                seen.add(p.what)
+                problems.append(p)
+        snapshot = Snapshot(now, statuses, users, requests, problems)
+        self._remember(snapshot)
+        return snapshot
+
+    def _scope_group(self) -> str:
+        rec = self.journal.known().get("scope-group") or {}
+        return str(rec.get("name") or self.ctx.project.data.get("setup", {}).get("scopeGroup", "") or "")
+
+    @staticmethod
+    def _estimate(stage: str, started: datetime.datetime | None, size: int, now: datetime.datetime) -> int:
+        """A syncing user's percent from the time its batch has run and its size ([U] rate, see above)."""
+        if stage != "syncing":
+            return STAGE_PERCENT[stage]
+        if started is None:
+            return STAGE_PERCENT["syncing"]
+        expected = max(size / ESTIMATE_BYTES_PER_HOUR * 3600.0, 600.0) if size else 3600.0
+        share = min((now - started).total_seconds() / expected, 0.95)
+        return 10 + int(85 * max(share, 0.0))
+
+    def _remember(self, snapshot: Snapshot) -> None:
+        """The last state of each user (for reports and relaunch), saved in the project."""
+        self.data["users"] = {u.target: [u.batch, u.stage, u.status, u.error[:300], _iso(u.last_sync), u.source]
+                              for u in snapshot.users}
+        self.data["refreshed"] = _iso(snapshot.taken)
+        self.data["counts"] = snapshot.counts()
+        self.ctx.project.save()
 
     async def detail(self, target: str) -> UserStatus:
         """One user in depth (Get-MigrationUserStatistics: exact percent, bytes, size, the error) — one request,
         for the user the admin opened, never for every user."""
-        raise NotImplementedError
+        tx = self._target_exchange()
+        try:
+            st = await tx.migration_user_details(target)
+        except ServiceError as exc:
+            raise BatchProblem(explain(exc, doing=f"Read the migration of {target}")) from None
+        stage = stage_of(st.status)
+        low = target.lower()
+        source = next((str(s) for rec in self.data["batches"].values() for s, t in rec.get("users", [])
+                       if str(t).lower() == low), "")
+        error = st.error
+        return UserStatus(batch=str(st.raw.get("BatchId", "")), source=source, target=st.identity or target,
+                          status=st.status, stage=stage, percent=st.percent, percent_exact=True,
+                          size_bytes=st.total_bytes, bytes_transferred=st.bytes_transferred, last_sync=st.last_sync,
+                          error=error, problem=explain_move_failure(error, user=target, group=self._scope_group())
+                          if error else None)
 
     def checklist(self, user: UserStatus | str) -> list[str]:
         """What the admin does for a completed user: the licensing reminder and the post-migration checklist
         (Outlook profiles, Teams meetings, delegates, the domain move)."""
-        raise NotImplementedError
+        target = user.target if isinstance(user, UserStatus) else user
+        source = user.source if isinstance(user, UserStatus) else ""
+        who = f"{target}" + (f" (was {source})" if source else "")
+        return [
+            f"Licence {who} in the target now: its mailbox exists and the ExchangeGuid is in place, so a licence "
+            "with Exchange Online can be assigned safely (within 30 days, or the mailbox is disabled).",
+            "Keep the source MailUser (the forwarding object) and its licence state until every user has moved: "
+            "removing its licence can delete it and break forwarding.",
+            "Outlook: the profile must be recreated (or Outlook signed in again with the new account); mobile "
+            "devices need the account added again.",
+            "Teams meetings organised before the move keep links to the old tenant: the organiser reschedules "
+            "them from the new account.",
+            "Delegates, Send on behalf and folder permissions across tenants do not move: grant them again in the "
+            "target (delegates should move in the same wave).",
+            "Signatures, rules that point at old addresses and shared calendars from the old tenant need a check.",
+            "When everyone has moved: move the e-mail domain to the target (remove it from the source, verify it "
+            "in the target, update MX and Autodiscover), then add the domain addresses to the moved users.",
+        ]
 
     # --- reports ----------------------------------------------------------------------------------------------
     def write_reports(self, folder: Path, snapshot: Snapshot | None = None) -> list[Path]:
