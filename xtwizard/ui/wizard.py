@@ -18,6 +18,7 @@ from .context import AppContext
 from .pages.welcome import WelcomePage
 
 if TYPE_CHECKING:
+    from .pages.batches import FinishPage, LaunchPage, MonitorPage
     from .pages.prereqs import PrerequisitesPage
     from .pages.setup import CredentialPage, PlanPage, ScopingGroupPage, VerifyPage
     from .pages.signin import SignInPage
@@ -40,6 +41,9 @@ class MigrationWizard(QWizard):
     scope: ScopingGroupPage
     plan: PlanPage
     verify: VerifyPage
+    launch: LaunchPage
+    monitor: MonitorPage
+    finish: FinishPage
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None, *, lazy: bool = False) -> None:
         super().__init__(parent)
@@ -74,6 +78,17 @@ class MigrationWizard(QWizard):
         self.plan = PlanPage(ctx, self.credential, self.scope)
         self.verify = VerifyPage(ctx, self.plan)
         for p in (self.target, self.source, self.prereqs, self.credential, self.scope, self.plan, self.verify):
+            self.addPage(p)
+        self._add_run_pages(ctx)
+
+    def _add_run_pages(self, ctx: AppContext) -> None:
+        """Pages B of issue 6, after the users pages: launch the batches, watch them, finish."""
+        from .pages.batches import FinishPage, LaunchPage, MonitorPage
+
+        self.launch = LaunchPage(ctx)
+        self.monitor = MonitorPage(ctx)
+        self.finish = FinishPage(ctx, self.monitor)
+        for p in (self.launch, self.monitor, self.finish):
             self.addPage(p)
 
     def nextId(self) -> int:
