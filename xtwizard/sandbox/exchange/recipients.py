@@ -30,6 +30,8 @@ def recipient_out(ctx: Ctx, r: JSON, kind: str = "recipient") -> JSON:
     out = public(r)
     out["PersistedCapabilities"] = store.persisted_capabilities(ctx.state, ctx.tenant, r)
     out["WhenCreated"] = graph_iso(r["WhenCreated"]) if isinstance(r.get("WhenCreated"), float | int) else None
+    if r.get("RecipientTypeDetails") in MAILBOX_TYPES:  # an archive that grows auxiliary archives on its own
+        out["AutoExpandingArchiveEnabled"] = bool(store.aux_archive_count(r) or r.get("_auxArchiveAppearsDuringMove"))
     if kind == "user":
         out = {k: out.get(k) for k in ("Name", "Identity", "DisplayName", "UserPrincipalName", "RecipientType",
                                        "RecipientTypeDetails", "PreviousRecipientTypeDetails",
