@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .pages.prereqs import PrerequisitesPage
     from .pages.setup import CredentialPage, PlanPage, ScopingGroupPage, VerifyPage
     from .pages.signin import SignInPage
+    from .pages.users import MappingPage, PreparePage, ReadinessPage
 
 
 def resource(name: str) -> Path:
@@ -41,6 +42,9 @@ class MigrationWizard(QWizard):
     scope: ScopingGroupPage
     plan: PlanPage
     verify: VerifyPage
+    mapping: MappingPage
+    prepare: PreparePage
+    readiness: ReadinessPage
     launch: LaunchPage
     monitor: MonitorPage
     finish: FinishPage
@@ -79,7 +83,18 @@ class MigrationWizard(QWizard):
         self.verify = VerifyPage(ctx, self.plan)
         for p in (self.target, self.source, self.prereqs, self.credential, self.scope, self.plan, self.verify):
             self.addPage(p)
+        self._add_users_pages(ctx)
         self._add_run_pages(ctx)
+
+    def _add_users_pages(self, ctx: AppContext) -> None:
+        """Pages A of issue 6, after Verify: choose users and mapping, prepare target users, readiness."""
+        from .pages.users import MappingPage, PreparePage, ReadinessPage
+
+        self.mapping = MappingPage(ctx)
+        self.prepare = PreparePage(ctx)
+        self.readiness = ReadinessPage(ctx)
+        for p in (self.mapping, self.prepare, self.readiness):
+            self.addPage(p)
 
     def _add_run_pages(self, ctx: AppContext) -> None:
         """Pages B of issue 6, after the users pages: launch the batches, watch them, finish."""
