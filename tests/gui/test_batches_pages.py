@@ -1,0 +1,324 @@
+"""Pages B of issue 6 against the demo tenants through the real batches engine: launch a batch, watch it on the
+sandbox clock to Completed, act on it, write the reports, tear down; and the monitor with 10,000 users."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import keyring.backends.fail
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QMessageBox, QPushButton, QWizard
+
+from tests.engine.setup_support import run_engine
+from tests.engine.test_setup import full
+from tests.gui.conftest import StallProbe
+from tests.unit.cloud_support import SOURCE_ADMIN, TARGET_ADMIN, MintedTokens
+from xtwizard.cloud.arm import ArmClient
+from xtwizard.cloud.exchange import ExchangeClient
+from xtwizard.cloud.graph import GraphClient
+from xtwizard.migration.setup import SetupOptions
+from xtwizard.migration.workspace import SLOTS, TenantIdentity, Workspace
+from xtwizard.ui.widgets import PageState
+
+CLEAN = [("ella.fischer@northwind.example", "ella.fischer@fabrikam.example"),      # 450 MB: completes
+         ("farid.ghani@northwind.example", "farid.ghani@fabrikam.example"),        # 1.2 GB: completes
+         ("jonas.keller@northwind.example", "jonas.keller@fabrikam.example")]      # no ExchangeGuid: fails
+
+
+class MintedWorkspace(Workspace):
+    """The real Workspace, with tokens minted by the sandbox (the sign-in pages' tests cover signing in)."""
+
+    def __init__(self, sb, endpoints, project, data_dir, admins=None):
+        super().__init__(endpoints, project, data_dir, keyring_backend=keyring.backends.fail.Keyring())
+        self.sb = sb
+        admins = admins or {"source": SOURCE_ADMIN, "target": TARGET_ADMIN}
+        for slot in SLOTS:
+            t = sb.state.tenant(slot)
+            self.identities[slot] = TenantIdentity(slot, t.id, t.display_name, t.initial_domain, admins[slot])
+
+    def _tokens(self, slot):
+        return MintedTokens(self.sb, slot, self.identities[slot].username)
+
+    def graph(self, slot):
+        return GraphClient(self.endpoints, self.policy, self._tokens(slot), tenant=slot)
+
+    def exchange(self, slot):
+        ident = self.identities[slot]
+        return ExchangeClient(self.endpoints, self.policy, self._tokens(slot), tenant=ident.tenant_id,
+                              admin_upn=ident.username)
+
+    def arm(self, slot):
+        return ArmClient(self.endpoints, self.policy, self._tokens(slot), tenant=slot)
+
+
+def open_at(wizard, page):
+    """Start the wizard at `page` (the pages before it are tested elsewhere)."""
+    wizard.setStartId(next(i for i in wizard.pageIds() if wizard.page(i) is page))
+    wizard.restart()
+    assert wizard.currentPage() is page
+
+
+def confirm(page, qtbot, yes=True):
+    """Answer the confirmation the page shows, as the admin would (its buttons, not a patched dialog)."""
+    qtbot.waitUntil(lambda: page.findChild(QMessageBox, "confirm") is not None, timeout=5000)
+    box = page.findChild(QMessageBox, "confirm")
+    text = box.text()
+    accept = [b for b in box.findChildren(QPushButton) if box.buttonRole(b) == QMessageBox.ButtonRole.AcceptRole]
+    reject = [b for b in box.findChildren(QPushButton) if box.buttonRole(b) == QMessageBox.ButtonRole.RejectRole]
+    assert box.defaultButton() is reject[0]  # Enter never changes a tenant
+    qtbot.mouseClick((accept if yes else reject)[0], Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: page.findChild(QMessageBox, "confirm") is None, timeout=5000)
+    return text
+
+
+@pytest.fixture
+def ready(sandbox, app_ctx, tmp_path):
+    """The demo tenants set up (the setup engine, as the setup pages would), three users mapped, the workspace open."""
+    project = app_ctx.projects.create("Northwind to Fabrikam")
+    run_engine(sandbox, project, SetupOptions(scope_groups=["Migration Wave 1"]), full)
+    project.data["users"] = {"mapping": [{"source": s, "target": t} for s, t in CLEAN]}
+    project.save()
+    app_ctx.workspace = MintedWorkspace(sandbox, app_ctx.endpoints, project, app_ctx.data_dir)
+    return app_ctx.workspace
+
+
+def target_batches(sandbox):
+    return {b["Identity"]: b for b in sandbox.state.tenant("target").col("exchange.batches").values()}
+
+
+def wait_refresh(page, qtbot, after):
+    qtbot.waitUntil(lambda: page.refreshes > after or page.status.state is PageState.ERROR, timeout=30000)
+    assert page.refreshes > after, page.status.details
+
+
+def user_row(page, target):
+    return next(u for u in page.users_model.records if u.target == target)
+
+
+def select_user(page, target):
+    proxy = page.users_proxy
+    row = next(r for r in range(proxy.rowCount()) if proxy.record(proxy.index(r, 0)).target == target)
+    page.users_view.setCurrentIndex(proxy.index(row, 0))
+
+
+def test_launch_watch_complete_report_and_tear_down(wizard, qtbot, ready, sandbox, tmp_path):
+    launch = wizard.launch
+    open_at(wizard, launch)
+    # Launch: one wave with the three mapped users; the plan is shown before anything is created.
+    assert [(w.name, len(w.users)) for w in launch.waves] == [("Wave 1", 3)]
+    assert {u.source for u in launch.users_model.records} == {s for s, _ in CLEAN}
+    assert "batch 'Wave 1': 3 user(s)" in launch.summary.toPlainText()
+    assert not wizard.button(QWizard.WizardButton.NextButton).isEnabled()
+    launch.emails.setText("it@fabrikam.example, not-an-address")
+    assert not launch.launch_btn.isEnabled() and "Not an e-mail address: not-an-address" in launch.summary.toPlainText()
+    launch.emails.setText("it@fabrikam.example")
+    assert launch.launch_btn.isEnabled()
+    qtbot.mouseClick(launch.launch_btn, Qt.MouseButton.LeftButton)
+    confirm(launch, qtbot, yes=False)  # "Don't": nothing is created
+    assert "Wave 1" not in target_batches(sandbox)
+    qtbot.mouseClick(launch.launch_btn, Qt.MouseButton.LeftButton)
+    assert "Create 1 migration batch(es) for 3 user(s)" in confirm(launch, qtbot)
+    qtbot.waitUntil(lambda: bool(launch.launched) or launch.status.state is PageState.ERROR, timeout=30000)
+    assert launch.launched == ["Wave 1"], launch.status.details
+    assert "Launched 1 batch(es): Wave 1" in launch.status.message.text()
+    batch = target_batches(sandbox)["Wave 1"]
+    assert batch["NotificationEmails"] == ["it@fabrikam.example"]
+    assert launch.waves == []  # launched users are not offered again
+    journal = [e for e in ready.project.entries() if "batch" in e.action.lower()]
+    assert [e.phase for e in journal][-2:] == ["intent", "done"]
+
+    # Monitor: every batch and user of the target; the rehearsal's clock moves on with "Skip ahead one hour".
+    qtbot.mouseClick(wizard.button(QWizard.WizardButton.NextButton), Qt.MouseButton.LeftButton)
+    monitor = wizard.monitor
+    wait_refresh(monitor, qtbot, 0)
+    assert monitor.speed_box.isVisibleTo(monitor)
+    ours = [u for u in monitor.users_model.records if u.batch == "Wave 1"]
+    assert {u.target for u in ours} == {t for _, t in CLEAN}
+    assert {u.source for u in ours} == {s for s, _ in CLEAN}
+    for _ in range(2):  # validation (2 min), then the copy (450 MB / 1.2 GB at 1 GB per hour)
+        n = monitor.refreshes
+        qtbot.mouseClick(monitor.skip_btn, Qt.MouseButton.LeftButton)
+        wait_refresh(monitor, qtbot, n)
+    assert "Simulated time:" in monitor.clock_text.text()
+    assert user_row(monitor, "ella.fischer@fabrikam.example").stage == "synced"
+    assert user_row(monitor, "ella.fischer@fabrikam.example").percent == 95
+    jonas = user_row(monitor, "jonas.keller@fabrikam.example")
+    assert jonas.stage == "failed" and jonas.problem is not None
+    assert "ExchangeGuid" in jonas.problem.what + jonas.problem.why + jonas.problem.fix
+    assert "need attention" in monitor.overall_text.text()
+    monitor.only_problems.setChecked(True)
+    shown = {monitor.users_proxy.record(monitor.users_proxy.index(r, 0)).target
+             for r in range(monitor.users_proxy.rowCount())}
+    assert "jonas.keller@fabrikam.example" in shown and "ella.fischer@fabrikam.example" not in shown
+    select_user(monitor, "jonas.keller@fabrikam.example")
+    assert "What to do:" in monitor.details.toHtml() or "What to do" in monitor.details.toPlainText()
+    monitor.only_problems.setChecked(False)
+    monitor.users_view.grab()  # the progress-bar delegate paints every visible row
+    # The selected batch: Complete switches the copied users over.
+    proxy = monitor.batches_proxy
+    row = next(r for r in range(proxy.rowCount()) if proxy.record(proxy.index(r, 0)).name == "Wave 1")
+    monitor.batches_view.setCurrentIndex(proxy.index(row, 0))
+    assert monitor.complete_btn.isEnabled() and monitor.retry_btn.isEnabled()
+    assert not monitor.start_btn.isEnabled()
+    qtbot.mouseClick(monitor.complete_btn, Qt.MouseButton.LeftButton)
+    assert "cannot be undone" in confirm(monitor, qtbot)
+    n = monitor.refreshes
+    qtbot.waitUntil(lambda: "set to complete" in monitor.status.message.text()
+                    or monitor.status.state is PageState.ERROR, timeout=30000)
+    assert monitor.status.state is PageState.OK, monitor.status.details
+    wait_refresh(monitor, qtbot, n)
+    n = monitor.refreshes
+    qtbot.mouseClick(monitor.skip_btn, Qt.MouseButton.LeftButton)
+    wait_refresh(monitor, qtbot, n)
+    ella = user_row(monitor, "ella.fischer@fabrikam.example")
+    assert ella.stage == "completed" and ella.percent == 100
+    select_user(monitor, "ella.fischer@fabrikam.example")
+    assert "Outlook" in monitor.details.toPlainText() and "Licence" in monitor.details.toPlainText()
+    recipients = sandbox.state.tenant("target").col("exchange.recipients").values()
+    assert any(r.get("PrimarySmtpAddress") == "ella.fischer@fabrikam.example"
+               and r.get("RecipientTypeDetails") == "UserMailbox" for r in recipients)
+    # Retry the failed user: Exchange takes jonas up again (he fails again until his GUID is stamped).
+    proxy = monitor.batches_proxy
+    monitor.batches_view.setCurrentIndex(proxy.index(next(
+        r for r in range(proxy.rowCount()) if proxy.record(proxy.index(r, 0)).name == "Wave 1"), 0))
+    assert monitor.retry_btn.isEnabled()
+    qtbot.mouseClick(monitor.retry_btn, Qt.MouseButton.LeftButton)
+    confirm(monitor, qtbot)
+    n = monitor.refreshes
+    wait_refresh(monitor, qtbot, n)
+    assert user_row(monitor, "jonas.keller@fabrikam.example").stage != "failed"
+
+    # Finish: reports, the checklist for the moved users, then the teardown plan, confirmed and applied.
+    qtbot.mouseClick(wizard.button(QWizard.WizardButton.NextButton), Qt.MouseButton.LeftButton)
+    finish = wizard.finish
+    assert wizard.currentPage() is finish
+    assert "ella.fischer@fabrikam.example" in finish.checklist.toPlainText()
+    assert "Outlook" in finish.checklist.toPlainText()
+    folder = tmp_path / "customer reports"
+    finish.folder.setText(str(folder))
+    qtbot.mouseClick(finish.write_btn, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: bool(finish.written) or finish.status.state is PageState.ERROR, timeout=30000)
+    assert finish.written, finish.status.details
+    names = {p.name for p in folder.iterdir()}
+    assert {n.rsplit(".", 1)[1] for n in names} >= {"html", "csv"}
+    assert finish.open_btn.isEnabled() and finish.files.count() == len(finish.written)
+    qtbot.mouseClick(finish.plan_btn, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: finish.plan is not None or finish.status.state is PageState.ERROR, timeout=30000)
+    assert finish.plan is not None, finish.status.details
+    assert finish.plan.pending and finish.teardown_btn.isEnabled()
+    assert "endpoint" in finish.plan_view.toPlainText().lower()
+    endpoints_before = len(sandbox.state.tenant("target").col("exchange.endpoints"))
+    qtbot.mouseClick(finish.teardown_btn, Qt.MouseButton.LeftButton)
+    confirm(finish, qtbot)
+    qtbot.waitUntil(lambda: finish.torn_down or finish.status.state is PageState.ERROR, timeout=60000)
+    assert finish.torn_down, finish.status.details
+    qtbot.waitUntil(lambda: finish.status.state is not PageState.BUSY, timeout=30000)
+    assert len(sandbox.state.tenant("target").col("exchange.endpoints")) < endpoints_before
+    assert "Removed:" in finish.plan_view.toPlainText()
+    assert not ready.project.unfinished()
+
+
+def test_remove_and_stop_ask_first_and_say_what_happens(wizard, qtbot, ready, sandbox):
+    launch = wizard.launch
+    open_at(wizard, launch)
+    launch.complete_auto.setChecked(True)
+    assert "switches each user over as soon as the copy is done" in launch.summary.toPlainText()
+    launch.start_at.setChecked(True)
+    launch.start_time.setDateTime(launch.start_time.dateTime().addSecs(-7200))
+    assert "start time has passed" in launch.summary.toPlainText() and not launch.launch_btn.isEnabled()
+    launch.start_now.setChecked(True)
+    qtbot.mouseClick(launch.launch_btn, Qt.MouseButton.LeftButton)
+    confirm(launch, qtbot)
+    qtbot.waitUntil(lambda: bool(launch.launched) or launch.status.state is PageState.ERROR, timeout=30000)
+    assert target_batches(sandbox)["Wave 1"].get("_autoComplete") is True
+    qtbot.mouseClick(wizard.button(QWizard.WizardButton.NextButton), Qt.MouseButton.LeftButton)
+    monitor = wizard.monitor
+    wait_refresh(monitor, qtbot, 0)
+    proxy = monitor.batches_proxy
+    row = next(r for r in range(proxy.rowCount()) if proxy.record(proxy.index(r, 0)).name == "Wave 1")
+    monitor.batches_view.setCurrentIndex(proxy.index(row, 0))
+    qtbot.mouseClick(monitor.stop_btn, Qt.MouseButton.LeftButton)
+    confirm(monitor, qtbot)
+    n = monitor.refreshes
+    wait_refresh(monitor, qtbot, n)
+    assert next(b for b in monitor.batches_model.records if b.name == "Wave 1").status.lower().startswith("stop")
+    assert monitor.start_btn.isEnabled()
+    qtbot.mouseClick(monitor.remove_btn, Qt.MouseButton.LeftButton)
+    confirm(monitor, qtbot, yes=False)
+    assert "Wave 1" in target_batches(sandbox)
+    qtbot.mouseClick(monitor.remove_btn, Qt.MouseButton.LeftButton)
+    assert "Remove 'Wave 1'" in confirm(monitor, qtbot)
+    n = monitor.refreshes
+    wait_refresh(monitor, qtbot, n)
+    assert "Wave 1" not in target_batches(sandbox)
+    assert all(u.batch != "Wave 1" for u in monitor.users_model.records)
+
+
+@pytest.mark.slow
+def test_monitor_stays_responsive_with_ten_thousand_users(app_ctx, qtbot, tmp_path):
+    from xtwizard.cloud.endpoints import sandbox_endpoints
+    from xtwizard.sandbox import Sandbox
+    from xtwizard.sandbox.generate import scenario
+    from xtwizard.ui.wizard import MigrationWizard
+
+    data = scenario(10_000)
+    source, target = data["tenants"]
+    addresses = [u["userPrincipalName"] for u in target["users"] if "mailbox" in u]
+    target["exchange"] = {**target.get("exchange", {}), "migrationEndpoints": [
+        {"Name": "Big", "RemoteServer": "outlook.office.com", "RemoteTenant": source["initialDomain"],
+         "ApplicationId": "00000000-0000-0000-0000-0000000000ab"}],
+        "migrationBatches": [{"Name": f"Wave {i + 1}", "SourceEndpoint": "Big",
+                              "TargetDeliveryDomain": target["initialDomain"],
+                              "users": addresses[i * 2000:(i + 1) * 2000]} for i in range(5)]}
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps(data))
+    with Sandbox(str(path)) as sb:
+        ctx = app_ctx
+        ctx.endpoints = sandbox_endpoints(sb.info)
+        project = ctx.projects.create("Contoso to Litware")
+        ctx.workspace = MintedWorkspace(sb, ctx.endpoints, project, ctx.data_dir,
+                                        admins={"source": "admin@contosobig.onmicrosoft.com",
+                                                "target": "admin@litwarebig.onmicrosoft.com"})
+        wizard = MigrationWizard(ctx)
+        qtbot.addWidget(wizard)
+        wizard.show()
+        monitor = wizard.monitor
+        monitor.auto.setChecked(False)
+        probe = StallProbe()
+        probe.start()
+        started = time.perf_counter()
+        open_at(wizard, monitor)
+        wait_refresh(monitor, qtbot, 0)
+        first = (time.perf_counter() - started, monitor.last_apply_ms)
+        assert monitor.users_model.rowCount() == 10_000 and monitor.batches_model.rowCount() == 5
+        monitor.users_view.sortByColumn(0, Qt.SortOrder.DescendingOrder)
+        select_user(monitor, addresses[4321])
+        for i in range(5):  # start every batch from the page: each start refreshes
+            proxy = monitor.batches_proxy
+            monitor.batches_view.setCurrentIndex(proxy.index(next(
+                r for r in range(proxy.rowCount()) if proxy.record(proxy.index(r, 0)).name == f"Wave {i + 1}"), 0))
+            n = monitor.refreshes
+            qtbot.mouseClick(monitor.start_btn, Qt.MouseButton.LeftButton)
+            confirm(monitor, qtbot)
+            wait_refresh(monitor, qtbot, n)
+        sb.clock.advance(600)  # validation ends (the endpoint's app does not exist): every row changes
+        n = monitor.refreshes
+        qtbot.mouseClick(monitor.refresh_btn, Qt.MouseButton.LeftButton)
+        started = time.perf_counter()
+        wait_refresh(monitor, qtbot, n)
+        assert monitor.snapshot.counts()["failed"] == 10_000
+        second = (time.perf_counter() - started, monitor.last_apply_ms)
+        worst = probe.stop()
+        assert monitor.selected_user().target == addresses[4321]  # the refresh kept the admin's selection
+        monitor.search.setText(addresses[9999])
+        assert monitor.users_proxy.rowCount() == 1
+        print(f"\n10,000 users: first refresh {first[0]:.2f} s (GUI thread {first[1]:.0f} ms), second "
+              f"{second[0]:.2f} s (GUI thread {second[1]:.0f} ms); worst GUI stall {worst} ms")
+        assert worst < 500
+        wizard.close()
+        ctx.runner.cancel_all()
+        op = ctx.runner.submit(ctx.workspace.aclose)
+        qtbot.waitUntil(lambda: not op.running, timeout=5000)
+        ctx.workspace = None
