@@ -208,6 +208,16 @@ def _is_not_found(exc: ExchangeError) -> bool:
     return exc.short_type in ("ManagementObjectNotFoundException",) or "couldn't be found" in exc.message
 
 
+async def _together(*aws: Awaitable[Any]) -> list[Any]:
+    """Run independent reads at once.  All of them end before the first failure (in argument order) is
+    raised, so no read is left running and the error does not depend on which answer came first."""
+    results = await asyncio.gather(*aws, return_exceptions=True)
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
+    return results
+
+
 class SetupEngine:
     """One setup run for one project.  Holds the client secret in memory only (`_secrets`)."""
 
@@ -299,48 +309,69 @@ class SetupEngine:
         tg, sg = self.ctx.graph("target"), self.ctx.graph("source")
         tx, sx = self.ctx.exchange("target"), self.ctx.exchange("source")
 
-        # a. the migration app in the target
-        f.exo_sp_target = await tg.get_service_principal_by_app_id(EXCHANGE_APP_ID)
-        if f.exo_sp_target is None:
-            raise problem("Exchange Online is not set up in the target tenant.",
-                          "The target has no service principal for Office 365 Exchange Online, so the "
-                          "Mailbox.Migration permission cannot be granted.",
-                          "Make sure the target has an Exchange Online subscription, then try again.")
-        role = f.exo_sp_target.app_role(MAILBOX_MIGRATION)
-        if role is None:
-            raise problem("Exchange Online in the target does not offer the Mailbox.Migration permission.",
-                          "The Exchange service principal lists no application role named Mailbox.Migration.",
-                          "Contact Microsoft support: cross-tenant mailbox migration is not available to this "
-                          "tenant.")
-        f.role_id = role.id
-        await self._inspect_app(f, tg, known, "maybe" if "app" in expecting else False)
+        # Independent reads go out together (B2, docs/benchmarks.md); `_together` raises the first failure in
+        # the order written here, so the problem an admin sees is the same as when they ran one by one.
+        async def exo_target() -> None:  # a. the migration app in the target
+            f.exo_sp_target = await tg.get_service_principal_by_app_id(EXCHANGE_APP_ID)
+            if f.exo_sp_target is None:
+                raise problem("Exchange Online is not set up in the target tenant.",
+                              "The target has no service principal for Office 365 Exchange Online, so the "
+                              "Mailbox.Migration permission cannot be granted.",
+                              "Make sure the target has an Exchange Online subscription, then try again.")
+            role = f.exo_sp_target.app_role(MAILBOX_MIGRATION)
+            if role is None:
+                raise problem("Exchange Online in the target does not offer the Mailbox.Migration permission.",
+                              "The Exchange service principal lists no application role named Mailbox.Migration.",
+                              "Contact Microsoft support: cross-tenant mailbox migration is not available to this "
+                              "tenant.")
+            f.role_id = role.id
+
+        async def source_directory() -> None:  # c. the source's consent
+            f.exo_sp_source, roles = await _together(sg.get_service_principal_by_app_id(EXCHANGE_APP_ID),
+                                                     sg.my_directory_roles())
+            f.source_can_consent = bool({r.role_template_id for r in roles} & CONSENT_ROLES)
+
+        async def target_exchange() -> list[MigrationEndpoint]:  # d. target Exchange
+            f.dehydrated, found, rels = await _together(tx.is_dehydrated(), tx.migration_endpoints(),
+                                                        tx.organization_relationships())
+            f.target_rel = self._pick_relationship(rels, f.source_id, [f.source_domain], known.get("target-rel"))
+            return [e for e in found if e.endpoint_type.lower() == "exchangeremotemove" or e.application_id]
+
+        async def source_relationship() -> None:  # e. source Exchange
+            srels = await sx.organization_relationships()
+            f.source_rel = self._pick_relationship(srels, f.target_id, [f.target_domain], known.get("source-rel"))
+
+        async def source_exchange() -> None:
+            if self._group_name_given(known):  # the group does not depend on the relationship's answer
+                await _together(source_relationship(), self._inspect_group(f, sx, sg, known))
+            else:
+                await source_relationship()
+                await self._inspect_group(f, sx, sg, known)
+
+        _, _, _, endpoints, _ = await _together(
+            exo_target(), self._inspect_app(f, tg, known, "maybe" if "app" in expecting else False),
+            source_directory(), target_exchange(), source_exchange())
+        self._pick_endpoint(f, endpoints, known)
+        if f.app is not None:  # the app's principals and grants in both tenants
+            app_id = f.app.app_id
+
+            async def target_principal() -> None:
+                f.target_sp = await self._expect(lambda: tg.get_service_principal_by_app_id(app_id),
+                                                 "target-sp" in known)
+                if f.target_sp is not None and f.exo_sp_target is not None:
+                    f.target_grant = await self._find_grant(tg, f.target_sp.id, f.exo_sp_target.id, f.role_id,
+                                                            "target-grant" in known)
+
+            async def source_principal() -> None:
+                f.source_sp = await self._expect(lambda: sg.get_service_principal_by_app_id(app_id),
+                                                 "source-sp" in known)
+                if f.source_sp is not None and f.exo_sp_source is not None:
+                    f.source_grant = await self._find_grant(sg, f.source_sp.id, f.exo_sp_source.id, f.role_id,
+                                                            "source-grant" in known)
+
+            await _together(target_principal(), source_principal())
         if self.options.credential == "keyvault":
             f.kv = await self._inspect_vault(f, tg, known)
-
-        # c. the source's consent
-        f.exo_sp_source = await sg.get_service_principal_by_app_id(EXCHANGE_APP_ID)
-        roles = {r.role_template_id for r in await sg.my_directory_roles()}
-        f.source_can_consent = bool(roles & CONSENT_ROLES)
-        if f.app is not None:
-            app_id = f.app.app_id
-            f.source_sp = await self._expect(lambda: sg.get_service_principal_by_app_id(app_id),
-                                             "source-sp" in known)
-            if f.source_sp is not None and f.exo_sp_source is not None:
-                f.source_grant = await self._find_grant(sg, f.source_sp.id, f.exo_sp_source.id, f.role_id,
-                                                        "source-grant" in known)
-
-        # d. target Exchange
-        f.dehydrated = await tx.is_dehydrated()
-        endpoints = [e for e in await tx.migration_endpoints() if e.endpoint_type.lower() == "exchangeremotemove"
-                     or e.application_id]
-        self._pick_endpoint(f, endpoints, known)
-        rels = await tx.organization_relationships()
-        f.target_rel = self._pick_relationship(rels, f.source_id, [f.source_domain], known.get("target-rel"))
-
-        # e. source Exchange
-        srels = await sx.organization_relationships()
-        f.source_rel = self._pick_relationship(srels, f.target_id, [f.target_domain], known.get("source-rel"))
-        await self._inspect_group(f, sx, sg, known)
         self.facts = f
         return f
 
@@ -367,13 +398,6 @@ class SetupEngine:
                 app = apps[0]
                 f.app_found_by = "name"
         f.app = app
-        if app is None:
-            return
-        app_id = app.app_id
-        f.target_sp = await self._expect(lambda: tg.get_service_principal_by_app_id(app_id), "target-sp" in known)
-        if f.target_sp is not None and f.exo_sp_target is not None:
-            f.target_grant = await self._find_grant(tg, f.target_sp.id, f.exo_sp_target.id, f.role_id,
-                                                    "target-grant" in known)
 
     @staticmethod
     async def _apps_named(tg: GraphClient, name: str) -> list[Application] | None:
@@ -415,6 +439,10 @@ class SetupEngine:
             return by_id
         domains = _low(partner_domains)
         return next((r for r in rels if _low(r.domain_names) & domains), None)
+
+    def _group_name_given(self, known: dict[str, dict[str, Any]]) -> bool:
+        """The scope group's name is known without reading the source's relationship."""
+        return any(g.strip() for g in self.options.scope_groups) or bool(known.get("scope-group", {}).get("name"))
 
     async def _inspect_group(self, f: Facts, sx: ExchangeClient, sg: GraphClient,
                              known: dict[str, dict[str, Any]]) -> None:
@@ -467,17 +495,17 @@ class SetupEngine:
                               "Choose one of: " + (", ".join(candidates) or "(none yet)")
                               + " — or ask xtwizard to create it.")
         f.group = group
-        if group is not None:
-            f.members = await sx.distribution_group_members(group.identity)
+
+        async def members() -> list[GroupMember]:
+            return await sx.distribution_group_members(group.identity) if group is not None else []
+
+        adds, removes = list(self.options.members_add), list(self.options.members_remove)
+        f.members, *addrs = await _together(members(), *(self._mailbox_address(sx, who) for who in adds + removes))
         current = {m.primary_smtp_address.lower() for m in f.members} | {m.name.lower() for m in f.members}
-        for who in self.options.members_add:
-            addr = await self._mailbox_address(sx, who)
-            if addr.lower() not in current:
-                f.member_adds.append((who, addr))
-        for who in self.options.members_remove:
-            addr = await self._mailbox_address(sx, who)
-            if addr.lower() in current:
-                f.member_removes.append((who, addr))
+        f.member_adds = [(who, addr) for who, addr in zip(adds, addrs[:len(adds)], strict=True)
+                         if addr.lower() not in current]
+        f.member_removes = [(who, addr) for who, addr in zip(removes, addrs[len(adds):], strict=True)
+                            if addr.lower() in current]
         remaining = len(f.members) + len(f.member_adds) - len(f.member_removes)
         if remaining <= 0:
             raise problem(f"The scope group '{name}' would have no members.",
