@@ -23,7 +23,7 @@ from ...cloud.service import ServiceError
 from ..problems import Problem, explain, explain_move_failure
 from ..project import MigrationProject
 from ..setup.journal import SetupJournal
-from ..setup.model import ApplyResult, Plan
+from ..setup.model import ApplyResult, Change, Plan
 from .model import (
     MAX_BATCH_USERS,
     STAGES,
@@ -295,6 +295,8 @@ class BatchEngine:
             raise BatchProblem(explain(exc, doing=line)) from None
         self.journal.finish(op, ok=True, target={"type": "batch", "name": name, "id": batch.raw.get("Guid", "")})
         self.data["batches"][name] = record
+        if "source" in self.ctx.identities:
+            await self._remember_scope_group()
         self.ctx.project.save()
         warnings = list(getattr(batch, "warnings", []) or [])
         return LaunchResult(name, len(wave.users), batch.status, warnings)
@@ -470,7 +472,19 @@ class BatchEngine:
 
     def _scope_group(self) -> str:
         rec = self.journal.known().get("scope-group") or {}
-        return str(rec.get("name") or self.ctx.project.data.get("setup", {}).get("scopeGroup", "") or "")
+        return str(rec.get("name") or self.data.get("scopeGroup") or "")
+
+    async def _remember_scope_group(self) -> None:
+        """The scoping group's name (for messages), from the source relationship the setup made or adopted."""
+        name = str(self.journal.known().get("source-rel", {}).get("name", ""))
+        if not name or self._scope_group():
+            return
+        try:
+            rels = await self.ctx.exchange("source").organization_relationships(name)
+        except ServiceError:
+            return  # only a nicer message depends on it
+        if rels and rels[0].mailbox_move_published_scopes:
+            self.data["scopeGroup"] = rels[0].mailbox_move_published_scopes[0]
 
     @staticmethod
     def _estimate(stage: str, started: datetime.datetime | None, size: int, now: datetime.datetime) -> int:
@@ -539,14 +553,318 @@ class BatchEngine:
         raise NotImplementedError
 
     # --- teardown ---------------------------------------------------------------------------------------------
+    def _setup_history(self) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]], list[dict[str, Any]]]:
+        """(objects the setup CREATED by key, the state BEFORE our first update of each adopted object by key,
+        every client secret we added) — from the journal, the truth of what we did."""
+        created: dict[str, dict[str, Any]] = {}
+        before: dict[str, dict[str, Any]] = {}
+        secrets: list[dict[str, Any]] = []
+        intents: dict[str, dict[str, Any]] = {}
+        for e in self.ctx.project.entries():
+            key = str(e.target.get("key", ""))
+            if e.phase == "intent":
+                intents[e.op] = e.detail  # an update's before/after are on its intent
+            if e.phase != "done" or not key:
+                continue
+            if e.action.startswith("remove"):
+                created.pop(key, None)
+                before.pop(key, None)
+                if key.startswith("secret:"):
+                    secrets[:] = [x for x in secrets if x.get("keyId") != key.split(":", 1)[1]]
+            elif e.action.startswith("create"):
+                created[key] = {**created.get(key, {}), **e.target}
+                if key == "secret" and e.target.get("keyId"):
+                    secrets.append(dict(e.target))
+            elif e.action.startswith("update") and key not in created:
+                first = before.setdefault(key, {})
+                for k, v in ((e.detail or intents.get(e.op, {})).get("before") or {}).items():
+                    first.setdefault(k, v)
+        return created, before, secrets
+
     async def plan_teardown(self) -> Plan:
         """What to remove once the move is done, from the journal's created objects and the setup's updates:
         our finished batches, the endpoint, the capabilities we added to both organization relationships (or
         the relationships we created), the source consent, the app's credential and the app, the Key Vault
         objects, the scoping group.  Adopted objects are listed as kept, never removed."""
-        raise NotImplementedError
+        try:
+            return await self._plan_teardown()
+        except ServiceError as exc:
+            raise BatchProblem(explain(exc, doing="Read what the setup made")) from None
+
+    async def _plan_teardown(self) -> Plan:
+        created, before, secrets = self._setup_history()
+        known = self.journal.known()
+        ch: list[Change] = []
+        warnings: list[str] = []
+        t_ident, s_ident = self.ctx.identities["target"], self.ctx.identities["source"]
+        tx, sx = self.ctx.exchange("target"), self.ctx.exchange("source")
+        tg, sg = self.ctx.graph("target"), self.ctx.graph("source")
+
+        # 1. Our batches: removed once nothing moves any more (a batch holds the endpoint).
+        snapshot = await self.refresh()
+        live = {b.name.lower(): b for b in snapshot.batches if b.status != "Removed"}
+        for rec in self.data["batches"].values():
+            name = str(rec["name"])
+            b = live.get(name.lower())
+            if b is None:
+                continue
+            moving = b.counts["waiting"] + b.counts["syncing"] + b.counts["synced"] + b.counts["completing"]
+            if moving:
+                ch.append(Change("target", "teardown", "wait", f"batch:{name}",
+                                 f"Batch '{name}' still has {moving} user(s) not completed: complete, stop or remove "
+                                 "them first (teardown would cut their move off)"))
+            else:
+                ch.append(Change("target", "teardown", "remove", f"batch:{name}",
+                                 f"Remove the finished migration batch '{name}' ({b.counts['completed']} completed, "
+                                 f"{b.counts['failed'] + b.counts['stopped']} not moved)"))
+        # Batches in the target that are not ours but use our endpoint also hold it.
+        endpoint_name = str(known.get("endpoint", {}).get("name", ""))
+
+        # 2. The endpoint.
+        endpoints = {e.identity.lower(): e for e in await tx.migration_endpoints()}
+        if endpoint_name and endpoint_name.lower() in endpoints:
+            if "endpoint" in created:
+                others = [b.name for b in snapshot.batches if not b.ours and b.status != "Removed"]
+                if others:
+                    warnings.append(f"Other batches exist in the target ({', '.join(others[:5])}); if one uses the "
+                                    f"endpoint '{endpoint_name}', remove it first.")
+                ch.append(Change("target", "teardown", "remove", "endpoint",
+                                 f"Remove the migration endpoint '{endpoint_name}'"))
+            else:
+                ch.append(Change("target", "teardown", "keep", "endpoint",
+                                 f"Keep the migration endpoint '{endpoint_name}': it was there before xtwizard"))
+
+        # 3. Both organization relationships: ours removed; adopted ones get back what they had.
+        scope_from_relationship = ""
+        for side, x, partner in (("target", tx, s_ident.tenant_id), ("source", sx, t_ident.tenant_id)):
+            key = f"{side}-rel"
+            name = str(known.get(key, {}).get("name", ""))
+            if not name:
+                continue
+            rels = {r.name.lower(): r for r in await x.organization_relationships()}
+            rel = rels.get(name.lower())
+            if rel is None:
+                continue
+            if side == "source" and rel.mailbox_move_published_scopes:
+                scope_from_relationship = rel.mailbox_move_published_scopes[0]
+            if key in created:
+                ch.append(Change(side, "teardown", "remove", key, f"Remove the organization relationship '{name}' "
+                                 f"in the {side}"))
+            elif before.get(key):
+                was = before[key]
+                now: dict[str, Any] = {"DomainNames": list(rel.domain_names), "Enabled": rel.enabled,
+                       "MailboxMoveEnabled": rel.mailbox_move_enabled,
+                       "MailboxMoveCapability": list(rel.mailbox_move_capabilities),
+                       "OAuthApplicationId": rel.oauth_application_id,
+                       "MailboxMovePublishedScopes": list(rel.mailbox_move_published_scopes)}
+                revert = {k: v for k, v in was.items() if k in now and now[k] != v}
+                if "DomainNames" in revert:  # remove only the tenant ID we added, keep what others added since
+                    revert["DomainNames"] = [d for d in now["DomainNames"] if d.lower() != partner.lower()]
+                if revert:
+                    ch.append(Change(side, "teardown", "update", key,
+                                     f"Take back what xtwizard added to the organization relationship '{name}' in the "
+                                     f"{side} (it was there before)", {k: now[k] for k in revert}, revert))
+                else:
+                    ch.append(Change(side, "teardown", "keep", key, f"Organization relationship '{name}' is as it "
+                                     "was before xtwizard"))
+            else:
+                ch.append(Change(side, "teardown", "keep", key, f"Keep the organization relationship '{name}': "
+                                 "xtwizard adopted it unchanged"))
+
+        # 4. The source's consent (the app's service principal there, or the grant alone).
+        if "source-sp" in created:
+            sp_id = str(created["source-sp"].get("id", ""))
+            if sp_id and await self._exists(lambda: sg.get_service_principal(sp_id)):
+                ch.append(Change("source", "teardown", "remove", "source-sp",
+                                 "Remove the migration app's consent in the source (its enterprise application)"))
+        elif "source-grant" in created and "source-sp" in known:
+            ch.append(Change("source", "teardown", "remove", "source-grant",
+                             "Take back the Mailbox.Migration permission granted to the app in the source"))
+
+        # 5. The app and its credentials.
+        app_rec = known.get("app") or {}
+        app_id = str(app_rec.get("id", ""))
+        app = None
+        if app_id:
+            app = await self._exists(lambda: tg.get_application(app_id))
+        if app is not None and "app" in created:
+            if "target-sp" in created:
+                ch.append(Change("target", "teardown", "remove", "target-sp",
+                                 "Remove the migration app's enterprise application in the target"))
+            ch.append(Change("target", "teardown", "remove", "app",
+                             f"Delete the app registration '{app.display_name}' ({app.app_id}) and its client "
+                             "secrets and certificates"))
+        elif app is not None:
+            ch.append(Change("target", "teardown", "keep", "app",
+                             f"Keep the app registration '{app.display_name}': it was there before xtwizard"))
+            have = {p.key_id for p in app.password_credentials}
+            for sec in secrets:
+                if sec.get("keyId") in have:
+                    ch.append(Change("target", "teardown", "remove", f"secret:{sec['keyId']}",
+                                     f"Remove the client secret '{sec.get('name', '')}' xtwizard added to it"))
+
+        # 6. Key Vault objects (certificate mode): the resource group or vault we made, and the roles we gave.
+        arm = getattr(self.ctx, "arm", None)
+        if arm is not None and any(k in created for k in ("resource-group", "vault", "vault-admin-role",
+                                                          "vault-exchange-role", "certificate")):
+            if "resource-group" in created:
+                ch.append(Change("target", "teardown", "remove", "resource-group",
+                                 f"Delete the Azure resource group '{created['resource-group'].get('name')}' with its "
+                                 "key vault, certificate and role assignments"))
+            else:
+                for key in ("vault-admin-role", "vault-exchange-role"):
+                    if key in created and created[key].get("id"):
+                        ch.append(Change("target", "teardown", "remove", key,
+                                         f"Remove the Key Vault role '{created[key].get('role', key)}' xtwizard gave"))
+                if "vault" in created:
+                    ch.append(Change("target", "teardown", "remove", "vault",
+                                     f"Delete the key vault '{created['vault'].get('name')}' (soft-deleted first: "
+                                     "Azure keeps it recoverable for its retention days)"))
+                elif "certificate" in created:
+                    ch.append(Change("target", "teardown", "remove", "certificate",
+                                     "Delete the migration certificate from the key vault"))
+
+        # 7. The scoping group (adopted groups are not journaled: the source relationship names it).
+        group = str(known.get("scope-group", {}).get("name", "")) or scope_from_relationship
+        if group:
+            found = await self._exists(lambda: sx.distribution_groups(group))
+            if found and "scope-group" in created:
+                ch.append(Change("source", "teardown", "remove", "scope-group",
+                                 f"Remove the scoping group '{group}' in the source"))
+            elif found:
+                ch.append(Change("source", "teardown", "keep", "scope-group",
+                                 f"Keep the scoping group '{group}': it was there before xtwizard"))
+        if "org-customization" in known:
+            ch.append(Change("target", "teardown", "keep", "org-customization",
+                             "Organization customization stays enabled in the target (it cannot be undone and "
+                             "does no harm)"))
+        self._teardown_facts = {"created": created, "before": before, "app": app}
+        return Plan(ch, warnings)
+
+    @staticmethod
+    async def _exists(read: Callable[[], Awaitable[Any]]) -> Any:
+        """`read()`, or None when the object is gone (404 / not found)."""
+        try:
+            found = await read()
+        except ServiceError as exc:
+            if exc.status == 404 or "couldn't be found" in exc.message or "NotFound" in exc.code:
+                return None
+            raise
+        return found if found not in ([], None) else None
 
     async def apply_teardown(self, plan: Plan, progress: Progress | None = None,
                              cancel: threading.Event | None = None) -> ApplyResult:
         """Remove what the plan says, change by change, journaled; Cancel between changes."""
-        raise NotImplementedError
+        if plan.waiting:
+            raise BatchProblem(Problem(
+                "Teardown has to wait: some users are still moving.", "; ".join(c.line for c in plan.waiting),
+                "Complete the batches (or stop and remove the users you will not move), then plan the teardown "
+                "again.", retryable=True))
+        result = ApplyResult(warnings=list(plan.warnings))
+        pending = plan.pending
+        for i, change in enumerate(pending):
+            if cancel is not None and cancel.is_set():
+                result.cancelled = True
+                break
+            if progress is not None:
+                progress(i, len(pending), change.line)
+            await self._teardown_one(change)
+            result.done.append(change)
+        if progress is not None and not result.cancelled:
+            progress(len(pending), len(pending), "Teardown finished")
+        return result
+
+    async def _teardown_one(self, c: Change) -> None:
+        facts = getattr(self, "_teardown_facts", None)
+        if facts is None:
+            raise BatchProblem(Problem("The teardown plan is out of date.", "Apply the plan from plan_teardown.",
+                                       "Plan the teardown again, then apply it.", retryable=True))
+        kind = c.key.split(":")[0]
+        name = c.key.split(":", 1)[1] if ":" in c.key else str(self.journal.known().get(c.key, {}).get("name", kind))
+        target: dict[str, Any] = {"type": kind, "name": name}
+        if not c.key.startswith("batch:"):
+            target["key"] = c.key  # the setup's key: its journal view forgets what teardown removed
+        detail: dict[str, Any] = {"line": c.line}
+        if c.kind == "update":
+            detail.update(before=c.before, after=c.after)
+        op = self.journal.begin(c.tenant, "teardown", f"{'update' if c.kind == 'update' else 'remove'} {kind}",
+                                target, detail)
+        try:
+            await self._teardown_do(c, name, facts)
+        except ServiceError as exc:
+            self.journal.finish(op, ok=False, detail={"error": str(exc)[:500]})
+            raise BatchProblem(explain(exc, doing=c.line)) from None
+        self.journal.finish(op, ok=True)
+        if c.key.startswith("batch:"):
+            rec = self._record(name)
+            if rec is not None:
+                rec["removed"] = _iso(self.now())
+                self.ctx.project.save()
+
+    async def _teardown_do(self, c: Change, name: str, facts: dict[str, Any]) -> None:
+        created: dict[str, dict[str, Any]] = facts["created"]
+        known = self.journal.known()
+        tx, sx = self.ctx.exchange("target"), self.ctx.exchange("source")
+        tg, sg = self.ctx.graph("target"), self.ctx.graph("source")
+        if c.key.startswith("batch:"):
+            await tx.remove_migration_batch(name)
+        elif c.key == "endpoint":
+            await tx.remove_migration_endpoint(name)
+        elif c.key in ("target-rel", "source-rel"):
+            x = tx if c.key == "target-rel" else sx
+            if c.kind == "remove":
+                await x.remove_organization_relationship(name)
+            else:
+                params: dict[str, Any] = {}
+                for k, v in c.after.items():
+                    if k == "MailboxMoveCapability":
+                        params[k] = ", ".join(v) if v else "None"
+                    elif k == "MailboxMovePublishedScopes":
+                        params[k] = list(v) if v else None
+                    elif k == "OAuthApplicationId":
+                        params[k] = v or None
+                    else:
+                        params[k] = v
+                await x.set_organization_relationship(name, params)
+        elif c.key == "source-sp":
+            await sg.delete_service_principal(str(created["source-sp"]["id"]))
+        elif c.key == "source-grant":
+            grant = created["source-grant"]
+            exo = await sg.get_service_principal_by_app_id("00000002-0000-0ff1-ce00-000000000000")
+            if exo is not None:
+                await sg.revoke_app_role(exo.id, str(grant["id"]))
+        elif c.key == "target-sp":
+            await tg.delete_service_principal(str(created["target-sp"]["id"]))
+        elif c.key == "app":
+            await tg.delete_application(str(known["app"]["id"]))
+        elif c.key.startswith("secret:"):
+            await tg.remove_password(str(known["app"]["id"]), c.key.split(":", 1)[1])
+        elif c.key in ("resource-group", "vault", "vault-admin-role", "vault-exchange-role", "certificate"):
+            await self._teardown_vault(c.key, created)
+        elif c.key == "scope-group":
+            await sx.invoke("Remove-DistributionGroup", {"Identity": name, "BypassSecurityGroupManagerCheck": True,
+                                                         "Confirm": False})
+        else:
+            raise AssertionError(c.key)
+
+    async def _teardown_vault(self, key: str, created: dict[str, dict[str, Any]]) -> None:
+        arm = self.ctx.arm("target")  # type: ignore[attr-defined]
+        rec = created[key]
+        vault = created.get("vault") or {}
+        subscription = str(vault.get("subscription", ""))
+        if key == "resource-group":
+            rg_id = str(rec.get("id", ""))
+            subscription = rg_id.split("/")[2] if rg_id.count("/") > 2 else subscription
+            await arm.delete_resource_group(subscription, str(rec.get("name")))
+        elif key in ("vault-admin-role", "vault-exchange-role"):
+            await arm.delete_role_assignment(str(rec["id"]))
+        elif key == "vault":
+            await arm.delete_vault(subscription, str(vault.get("resourceGroup")), str(vault.get("name")))
+        else:
+            from ..setup.engine import CERTIFICATE_NAME, SetupEngine
+
+            kv = SetupEngine(self.ctx)._vault_client(str(self.journal.known().get("vault", {}).get("name", "")))  # type: ignore[arg-type]
+            try:
+                await kv.adelete(CERTIFICATE_NAME)
+            finally:
+                await kv.aclose()
