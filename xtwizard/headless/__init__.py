@@ -12,15 +12,19 @@ import importlib
 from collections.abc import Callable
 from typing import cast
 
-# command → (module in this package, one line for `xtwizard --help`)
+# command → (module in this package [":function", default main], one line for `xtwizard --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
     "setup": ("setup", "create or adopt the app, credential, consent, endpoint, relationships and scoping group"),
+    "users": ("users:users_main", "list the source mailboxes and map them to target addresses (auto or CSV)"),
+    "prepare": ("users:prepare_main", "create or update the target MailUsers of the mapped users (plan, then apply)"),
+    "check": ("users:check_main", "check every mapped user's readiness; --fix applies the safe fixes; --dry-run"),
 }
 
 
 def main(command: str, argv: list[str]) -> int:
-    module = importlib.import_module(f"{__name__}.{COMMANDS[command][0]}")
-    return cast(Callable[[list[str]], int], module.main)(argv)
+    name, _, function = COMMANDS[command][0].partition(":")  # "module" or "module:function"
+    module = importlib.import_module(f"{__name__}.{name}")
+    return cast(Callable[[list[str]], int], getattr(module, function or "main"))(argv)
 
 
 def epilog() -> str:

@@ -472,22 +472,21 @@ class UserEngine:
         try:
             guid = c.identity
             if c.kind == "create":
-                guid = await self._create(tx, c)
-                current = {"ExchangeGuid": ZERO_GUID, "ArchiveGuid": ZERO_GUID, "PrimarySmtpAddress": c.target,
-                           "ExternalEmailAddress": c.source, "EmailAddresses": [f"SMTP:{c.target}"]}
-                fresh = await self._find_mailuser(tx, c.target)
-                if fresh is not None:
-                    current = self._current(fresh)
-                await self._stamp(tx, guid, current, c.after)
+                made = await self._create(tx, c)
+                guid = made.guid
+                await self._stamp(tx, guid, self._current(made), c.after)
             else:
                 await self._stamp(tx, guid, c.before, c.after)
         except (ServiceError, NetworkUnavailable) as exc:
             self.journal.finish(op, ok=False, detail={"error": str(exc)[:500]})
             return explain(exc, c.line)
+        except UsersProblem as exc:
+            self.journal.finish(op, ok=False, detail={"error": exc.problem.what})
+            return exc.problem
         self.journal.finish(op, ok=True, target={**target, "guid": guid})
         return None
 
-    async def _create(self, tx: ExchangeClient, c: UserChange) -> str:
+    async def _create(self, tx: ExchangeClient, c: UserChange) -> Recipient:
         """New-MailUser; when the answer is lost (or the object turns out to exist), find it instead of making
         it twice."""
         a = c.after
@@ -496,13 +495,20 @@ class UserEngine:
                 str(a["Name"]), external_email_address=c.source, microsoft_online_services_id=c.target,
                 primary_smtp_address=c.target, display_name=str(a.get("DisplayName") or a["Name"]),
                 alias=str(a.get("Alias") or c.target.split("@", 1)[0])))
-            return made.guid
+            if made.guid:
+                return made
+            found = await self._find_mailuser(tx, c.target)
+            if found is None:
+                raise UsersProblem(Problem(f"The MailUser {c.target} was created but cannot be read back.",
+                                           "Directory replication can take a few minutes.",
+                                           "Wait a few minutes and run the preparation again; nothing is duplicated."))
+            return found
         except (ExchangeError, NetworkUnavailable) as exc:
             if isinstance(exc, ExchangeError) and exc.status < 500 and not _exists_error(exc):
                 raise
             found = await self._find_mailuser(tx, c.target)
             if found is not None and mp.bare(found.external_email_address).lower() == c.source.lower():
-                return found.guid  # made by the lost request (or an earlier run): adopted
+                return found  # made by the lost request (or an earlier run): adopted, not made twice
             raise
 
     async def _find_mailuser(self, tx: ExchangeClient, address: str) -> Recipient | None:
@@ -515,29 +521,34 @@ class UserEngine:
         return rows[0] if rows else None
 
     async def _stamp(self, tx: ExchangeClient, identity: str, before: dict[str, Any], after: dict[str, Any]) -> None:
-        """Set-MailUser with what differs.  PrimarySmtpAddress and EmailAddresses cannot go in one command, so
-        the scalar attributes go first, then the proxies to add and remove."""
-        scalars: dict[str, Any] = {}
-        if after.get("ExchangeGuid") and before.get("ExchangeGuid") != after["ExchangeGuid"]:
-            scalars["exchange_guid"] = after["ExchangeGuid"]
-        if after.get("ArchiveGuid") not in (None, ZERO_GUID) and before.get("ArchiveGuid") != after["ArchiveGuid"]:
-            scalars["archive_guid"] = after["ArchiveGuid"]
-        if after.get("PrimarySmtpAddress") and str(before.get("PrimarySmtpAddress", "")).lower() != \
-                str(after["PrimarySmtpAddress"]).lower():
-            scalars["primary_smtp_address"] = after["PrimarySmtpAddress"]
-        if after.get("ExternalEmailAddress") and str(before.get("ExternalEmailAddress", "")).lower() != \
-                str(after["ExternalEmailAddress"]).lower():
-            scalars["external_email_address"] = after["ExternalEmailAddress"]
-        if scalars:
-            await self._call(lambda: tx.set_mail_user(identity, **scalars))
+        """Set-MailUser with what differs, in as few commands as Exchange allows: PrimarySmtpAddress cannot go
+        with EmailAddresses in one command, so a new primary address goes first, alone; then the GUIDs, the
+        external address and the proxies to add and remove together."""
+        def changed(key: str) -> bool:
+            return bool(after.get(key)) and after[key] != ZERO_GUID and \
+                str(before.get(key, "")).lower() != str(after[key]).lower()
+
+        if changed("PrimarySmtpAddress"):
+            await self._call(lambda: tx.set_mail_user(identity, primary_smtp_address=after["PrimarySmtpAddress"]))
+        params: dict[str, Any] = {}
+        if changed("ExchangeGuid"):
+            params["exchange_guid"] = after["ExchangeGuid"]
+        if changed("ArchiveGuid"):
+            params["archive_guid"] = after["ArchiveGuid"]
+        if changed("ExternalEmailAddress"):
+            params["external_email_address"] = after["ExternalEmailAddress"]
         if "EmailAddresses" in after:
             old = {a.lower() for a in before.get("EmailAddresses", [])}
             new = {a.lower() for a in after["EmailAddresses"]}
             add = [a for a in after["EmailAddresses"] if a.lower() not in old and not a.startswith("SMTP:")]
             remove = [a for a in before.get("EmailAddresses", []) if a.lower() not in new
                       and not a.startswith("SMTP:")]
-            if add or remove:
-                await self._call(lambda: tx.set_mail_user(identity, add_addresses=add, remove_addresses=remove))
+            if add:
+                params["add_addresses"] = add
+            if remove:
+                params["remove_addresses"] = remove
+        if params:
+            await self._call(lambda: tx.set_mail_user(identity, **params))
 
     async def _close_unfinished(self) -> None:
         """Intents a crash left open: record what the target now shows (the MailUser exists, or it does not).
