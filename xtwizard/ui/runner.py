@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import asyncio
     import concurrent.futures
 
-from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtCore import QObject, Qt, Signal, Slot
 
 log = logging.getLogger("xtwizard.runner")
 
@@ -56,7 +56,9 @@ class AsyncRunner(QObject):
         self._ids = itertools.count(1)
         self._callbacks: dict[int, tuple[Done | None, Failed | None]] = {}
         self._current: dict[str, Operation] = {}
-        self._deliver.connect(self._on_deliver)
+        # Always queued: a coroutine that finishes before submit() returns would otherwise have its done-callback
+        # run on the GUI thread and deliver the answer inside submit(), before the caller holds the Operation.
+        self._deliver.connect(self._on_deliver, Qt.ConnectionType.QueuedConnection)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
