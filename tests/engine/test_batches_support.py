@@ -42,7 +42,8 @@ def run(sb: Sandbox, project: MigrationProject, body: Callable[[BatchEngine, San
 
 
 def set_up(sb: Sandbox, tmp: Path, options: SetupOptions | None = None,
-           before: Callable[[SandboxContext], Awaitable[Any]] | None = None) -> MigrationProject:
+           before: Callable[[SandboxContext], Awaitable[Any]] | None = None,
+           secrets: list[str] | None = None) -> MigrationProject:
     """A project whose setup is done (client-secret mode, scope group 'Migration Wave 1')."""
     project = new_project(tmp)
 
@@ -55,6 +56,8 @@ def set_up(sb: Sandbox, tmp: Path, options: SetupOptions | None = None,
             engine = SetupEngine(ctx, options or SetupOptions(scope_groups=["Migration Wave 1"]),
                                  sleep=clock_sleep(sb))
             await engine.apply()
+            if secrets is not None:  # the client secret lives only in the setup engine's memory
+                secrets.extend(engine._secrets.values())
             checks = await engine.verify()
             assert all(c.ok or c.warning for c in checks), [c.text() for c in checks if not c.ok]
         finally:

@@ -549,8 +549,24 @@ class BatchEngine:
     # --- reports ----------------------------------------------------------------------------------------------
     def write_reports(self, folder: Path, snapshot: Snapshot | None = None) -> list[Path]:
         """Readiness, progress and final reports as HTML (self-contained, escaped, for a customer) and CSV, and
-        the journal as an audit log (HTML and CSV) of every change in both tenants.  No secret or token."""
-        raise NotImplementedError
+        the journal as an audit log (HTML and CSV) of every change in both tenants.  No secret or token.
+        Without a snapshot, the users' last refreshed state saved in the project is used."""
+        from .reports import write_all
+
+        if snapshot is None:
+            snapshot = self._last_snapshot()
+        checklist = [line for line in self.checklist("each moved user")]
+        return write_all(self.ctx.project, folder, snapshot, checklist)
+
+    def _last_snapshot(self) -> Snapshot:
+        users = [UserStatus(batch=str(v[0]), source=str(v[5]) if len(v) > 5 else "", target=str(t),
+                            status=str(v[2]), stage=str(v[1]), percent=STAGE_PERCENT.get(str(v[1]), 0),
+                            last_sync=parse_time(v[4]), error=str(v[3]),
+                            problem=explain_move_failure(str(v[3]), user=str(t), group=self._scope_group())
+                            if v[3] else None)
+                 for t, v in (self.data.get("users") or {}).items()]
+        taken = parse_time(self.data.get("refreshed")) or self.now()
+        return Snapshot(taken, [], users)
 
     # --- teardown ---------------------------------------------------------------------------------------------
     def _setup_history(self) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]], list[dict[str, Any]]]:
