@@ -393,7 +393,7 @@ class UserEngine:
     def _user_change(self, row: MappingRow, snap: Snapshot) -> UserChange:
         d = snap.directory
         if row.status == ERROR:
-            return UserChange(row.source, row.target, "skip", f"{row.source}: skipped",
+            return UserChange(row.source, row.target, "skip", f"{row.source}: skipped: {row.message}",
                               problem=Problem(row.message, "The mapping row is not valid.", row.fix, retryable=False))
         m = d.source(row.source)
         assert m is not None
