@@ -18,6 +18,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "users": ("users:users_main", "list the source mailboxes and map them to target addresses (auto or CSV)"),
     "prepare": ("users:prepare_main", "create or update the target MailUsers of the mapped users (plan, then apply)"),
     "check": ("users:check_main", "check every mapped user's readiness; --fix applies the safe fixes; --dry-run"),
+    "migrate": ("batches:migrate_main", "plan waves and launch migration batches; start, stop, complete, retry, remove"),
+    "status": ("batches:status_main", "every batch and user, each failure with what to do (paged list calls)"),
+    "report": ("batches:report_main", "readiness, progress, final and audit-log reports (HTML and CSV)"),
+    "teardown": ("batches:teardown_main", "remove what the setup made once the move is done (--yes to apply)"),
 }
 
 

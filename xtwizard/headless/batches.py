@@ -1,0 +1,164 @@
+"""`xtwizard migrate|status|report|teardown`: the batches engine without the GUI, for MSP scripting.
+
+    migrate   plan waves of the ready users (or --users-csv SourceUser,TargetUser) and launch them as batches;
+              or act on one batch: --start, --stop, --complete, --retry-failed, --remove, --relaunch NAME
+    status    one refresh of every batch and user (paged list calls), each failure with what to do
+    report    readiness, progress, final and audit-log reports (HTML + CSV) into a folder
+    teardown  the plan of what to remove; --yes applies it
+
+Exit codes: 0 done; 1 users failed (status) or teardown waiting; 2 a problem (what / why / what to do).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import sys
+from pathlib import Path
+from typing import Any
+
+from .common import EXIT_OK, EXIT_VERIFY_FAILED, add_connection_args, run, say, split
+
+
+def _when(text: str | None) -> datetime.datetime | None:
+    if not text:
+        return None
+    t = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return t if t.tzinfo else t.replace(tzinfo=datetime.UTC)
+
+
+def _parser(command: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"xtwizard {command}", description=__doc__.splitlines()[0])
+    if command == "migrate":
+        p.add_argument("--users-csv", help="SourceUser,TargetUser CSV (default: the users readiness passed)")
+        p.add_argument("--wave-size", type=int, default=2000, help="users per batch (at most 2000)")
+        p.add_argument("--prefix", default="Wave", help="batch names: PREFIX 1, PREFIX 2, …")
+        p.add_argument("--start", choices=("now", "manual", "after"), default="now")
+        p.add_argument("--start-after", help="UTC time (ISO 8601) with --start after")
+        p.add_argument("--completion", choices=("manual", "after", "automatic"), default="manual")
+        p.add_argument("--complete-after", help="UTC time (ISO 8601) with --completion after")
+        p.add_argument("--notify", default="", help="comma-separated NotificationEmails")
+        p.add_argument("--plan-only", action="store_true", help="print the waves and change nothing")
+        for action in ("start", "stop", "complete", "retry-failed", "remove", "relaunch"):
+            p.add_argument(f"--{action}", metavar="BATCH", help=f"{action.replace('-', ' ')} this batch")
+    if command == "report":
+        p.add_argument("--out", required=True, help="folder for the reports")
+    if command == "teardown":
+        p.add_argument("--yes", action="store_true", help="apply the plan (without it: print it only)")
+    add_connection_args(p)
+    return p
+
+
+def main_for(command: str, argv: list[str]) -> int:
+    args = _parser(command).parse_args(argv)
+
+    async def body(ws: Any, project: Any) -> int:
+        from ..migration.batches import BatchEngine
+
+        engine = BatchEngine(ws)
+        return int(await {"migrate": _migrate, "status": _status, "report": _report,
+                          "teardown": _teardown}[command](args, engine))
+
+    return run(args, body)
+
+
+async def _migrate(args: argparse.Namespace, engine: Any) -> int:
+    from ..migration.batches import BatchOptions, WaveUser
+
+    for action in ("start", "stop", "complete", "retry_failed", "remove", "relaunch"):
+        name = getattr(args, action)
+        if name:
+            out = await getattr(engine, action)(name)
+            say(f"{action.replace('_', ' ').capitalize()}: {name}" + (f" ({out})" if out is not None else ""))
+            return EXIT_OK
+    if args.users_csv:
+        with open(args.users_csv, encoding="utf-8-sig", newline="") as fh:
+            rows = [{k.strip().lower(): (v or "").strip() for k, v in r.items() if k} for r in csv.DictReader(fh)]
+        users = [WaveUser(r.get("sourceuser", ""), r.get("targetuser", "")) for r in rows
+                 if r.get("sourceuser") and r.get("targetuser")]
+    else:
+        users = engine.ready_users()
+    waves = engine.plan_waves(users, args.wave_size, args.prefix)
+    if not waves:
+        say("No users to migrate: every mapped user is in a batch already, or none passed readiness.")
+        return EXIT_OK
+    for w in waves:
+        say(f"{w.name}: {len(w.users)} users" + (f", {w.delegate_groups} delegate group(s) kept together"
+                                                 if w.delegate_groups else ""))
+        for warning in w.warnings:
+            say(f"  Warning: {warning}")
+    if args.plan_only:
+        return EXIT_OK
+    for w in waves:
+        options = BatchOptions(w.name, start=args.start, start_after=_when(args.start_after),
+                               completion=args.completion, complete_after=_when(args.complete_after),
+                               notification_emails=tuple(split(args.notify)))
+        result = await engine.create(w, options)
+        say(f"Created batch '{result.name}' with {result.users} users: {result.status}")
+    return EXIT_OK
+
+
+async def _status(args: argparse.Namespace, engine: Any) -> int:
+    snap = await engine.refresh()
+    for b in snap.batches:
+        counts = ", ".join(f"{n} {k}" for k, n in b.counts.items() if n)
+        say(f"{b.name}: {b.status}, {b.percent}% ({counts})")
+    for p in snap.problems:
+        say(f"Problem: {p.what}\n  Why: {p.why}\n  What to do: {p.fix}")
+    failed = [u for u in snap.users if u.failed]
+    for u in failed:
+        if u.problem is not None:
+            say(f"  {u.target}: {u.problem.what} What to do: {u.problem.fix}")
+    done = [u for u in snap.users if u.completed]
+    if done:
+        say(f"\n{len(done)} user(s) completed. After the move:")
+        for line in engine.checklist(done[0].target if len(done) == 1 else f"the {len(done)} moved users"):
+            say(f"  - {line}")
+    say(f"\n{len(snap.users)} users, {snap.requests} requests")
+    return EXIT_VERIFY_FAILED if failed else EXIT_OK
+
+
+async def _report(args: argparse.Namespace, engine: Any) -> int:
+    files = engine.write_reports(Path(args.out), await engine.refresh())
+    for f in files:
+        say(str(f))
+    return EXIT_OK
+
+
+async def _teardown(args: argparse.Namespace, engine: Any) -> int:
+    plan = await engine.plan_teardown()
+    say("Teardown plan:")
+    for line in plan.lines():
+        say(f"  {line}")
+    if plan.waiting:
+        return EXIT_VERIFY_FAILED
+    if not args.yes:
+        say("\nNothing changed. Run again with --yes to apply.")
+        return EXIT_OK
+
+    def progress(done: int, total: int, what: str) -> None:
+        say(f"  [{min(done + 1, total)}/{total}] {what}")
+
+    await engine.apply_teardown(plan, progress)
+    return EXIT_OK
+
+
+def main(argv: list[str]) -> int:  # pragma: no cover - each command module below calls main_for
+    return main_for(sys.argv[1] if len(sys.argv) > 1 else "status", argv)
+
+
+def migrate_main(argv: list[str]) -> int:
+    return main_for("migrate", argv)
+
+
+def status_main(argv: list[str]) -> int:
+    return main_for("status", argv)
+
+
+def report_main(argv: list[str]) -> int:
+    return main_for("report", argv)
+
+
+def teardown_main(argv: list[str]) -> int:
+    return main_for("teardown", argv)
