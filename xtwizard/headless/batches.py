@@ -1,7 +1,8 @@
 """`xtwizard migrate|status|report|teardown`: the batches engine without the GUI, for MSP scripting.
 
     migrate   plan waves of the ready users (or --users-csv SourceUser,TargetUser) and launch them as batches;
-              or act on one batch: --start, --stop, --complete, --retry-failed, --remove, --relaunch NAME
+              or act on one batch: --start-batch, --stop-batch, --complete-batch, --retry-failed, --remove-batch,
+              --relaunch NAME
     status    one refresh of every batch and user (paged list calls), each failure with what to do
     report    readiness, progress, final and audit-log reports (HTML + CSV) into a folder
     teardown  the plan of what to remove; --yes applies it
@@ -19,6 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from .common import EXIT_OK, EXIT_VERIFY_FAILED, add_connection_args, run, say, split
+
+# --flag BATCH -> the engine method it calls
+ACTIONS = {"start-batch": "start", "stop-batch": "stop", "complete-batch": "complete", "retry-failed": "retry_failed",
+           "remove-batch": "remove", "relaunch": "relaunch"}
 
 
 def _when(text: str | None) -> datetime.datetime | None:
@@ -40,8 +45,8 @@ def _parser(command: str) -> argparse.ArgumentParser:
         p.add_argument("--complete-after", help="UTC time (ISO 8601) with --completion after")
         p.add_argument("--notify", default="", help="comma-separated NotificationEmails")
         p.add_argument("--plan-only", action="store_true", help="print the waves and change nothing")
-        for action in ("start", "stop", "complete", "retry-failed", "remove", "relaunch"):
-            p.add_argument(f"--{action}", metavar="BATCH", help=f"{action.replace('-', ' ')} this batch")
+        for flag in ACTIONS:
+            p.add_argument(f"--{flag}", metavar="BATCH", help=f"{flag.replace('-', ' ')}: act on this batch only")
     if command == "report":
         p.add_argument("--out", required=True, help="folder for the reports")
     if command == "teardown":
@@ -66,8 +71,8 @@ def main_for(command: str, argv: list[str]) -> int:
 async def _migrate(args: argparse.Namespace, engine: Any) -> int:
     from ..migration.batches import BatchOptions, WaveUser
 
-    for action in ("start", "stop", "complete", "retry_failed", "remove", "relaunch"):
-        name = getattr(args, action)
+    for flag, action in ACTIONS.items():
+        name = getattr(args, flag.replace("-", "_"))
         if name:
             out = await getattr(engine, action)(name)
             say(f"{action.replace('_', ' ').capitalize()}: {name}" + (f" ({out})" if out is not None else ""))
