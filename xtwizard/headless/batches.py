@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -147,10 +146,6 @@ async def _teardown(args: argparse.Namespace, engine: Any) -> int:
 
     await engine.apply_teardown(plan, progress)
     return EXIT_OK
-
-
-def main(argv: list[str]) -> int:  # pragma: no cover - each command module below calls main_for
-    return main_for(sys.argv[1] if len(sys.argv) > 1 else "status", argv)
 
 
 def migrate_main(argv: list[str]) -> int:
