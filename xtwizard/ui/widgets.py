@@ -302,12 +302,14 @@ class RecordFilter(QSortFilterProxyModel):
         self._keep: Callable[[Any], bool] | None = None
 
     def set_text(self, text: str) -> None:
+        self.beginFilterChange()
         self._needle = text.strip().casefold()
-        self.invalidateFilter()
+        self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
 
     def set_predicate(self, keep: Callable[[Any], bool] | None) -> None:
+        self.beginFilterChange()
         self._keep = keep
-        self.invalidateFilter()
+        self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
 
     def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex | QPersistentModelIndex) -> bool:
         model = self.sourceModel()
