@@ -129,7 +129,8 @@ class _TablePage(BasePage):
         self.counts.setAccessibleName("Counts")
         self.filter.textChanged.connect(self.proxy.set_text)
         self.only.toggled.connect(lambda on: self.proxy.set_predicate(only if on else None))
-        for sig in (self.proxy.rowsInserted, self.proxy.rowsRemoved, self.proxy.modelReset, self.proxy.layoutChanged):
+        for sig in (self.proxy.rowsInserted, self.proxy.rowsRemoved, self.proxy.modelReset, self.proxy.layoutChanged,
+                    self.model.dataChanged):
             sig.connect(lambda *_: self._show_counts())
         self.table.selectionModel().currentRowChanged.connect(lambda cur, _prev: self._show_current(cur))
         self._progress.connect(self._show_progress)
@@ -244,7 +245,7 @@ class MappingPage(_TablePage):
         self.detail.setAccessibleName("The selected row")
         self.notes = QPlainTextEdit()
         self.notes.setReadOnly(True)
-        self.notes.setAccessibleName("Lines of the CSV that could not be used")
+        self.notes.setAccessibleName("Notes on the imported CSV: lines that could not be used")
         self.notes.setMaximumHeight(self.fontMetrics().height() * 5 + 12)
         top = QHBoxLayout()
         top.addWidget(_buddy("Target do&main:", self.domain))
@@ -364,7 +365,7 @@ class MappingPage(_TablePage):
             self.status.set_idle(prefix + "No mailbox to map: the scoping group has no members yet. Add members on "
                                  "the scoping group page, or tick 'Also map mailboxes outside the scoping group'.")
         elif errors:
-            self.status.set_idle(prefix + f"{_plural(errors, 'row')} need attention: select one to read what to do. "
+            self.status.set_idle(prefix + f"{_plural(errors, 'row needs', 'rows need')} attention: select one to read what to do. "
                                  f"{_plural(usable, 'user')} can go ahead; rows with problems are kept and "
                                  "explained again on the next pages.")
         else:
@@ -402,34 +403,44 @@ class MappingPage(_TablePage):
             self.import_file(Path(path))
 
     def import_file(self, path: Path) -> int:
-        """Read a mapping CSV (UTF-8, with or without BOM, or UTF-16 with BOM); the number of rows imported."""
+        """Read a mapping CSV (UTF-8 with or without BOM, UTF-16 with BOM, else Windows-1252, noted); the number of
+        rows imported."""
         try:
             raw = path.read_bytes()
         except OSError as exc:
             self._import_refused("The file could not be read.", str(exc), "Check the file name and that you may "
                                  "open it, then import again.")
             return 0
-        text = decode_csv(raw)
-        if text is None:
-            self._import_refused("The file is not UTF-8 text.",
-                                 "It has characters in another encoding (Excel's plain 'CSV' uses the Windows code "
-                                 "page), so names with accents would be read wrong.",
+        if b"\x00" in raw[:4096] and not raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+            self._import_refused("The file is 16-bit Unicode text without a byte-order mark.",
+                                 "Without the mark its byte order cannot be known, so the addresses cannot be read.",
                                  "In Excel choose File > Save As > 'CSV UTF-8 (Comma delimited)', then import that "
                                  "file.")
             return 0
-        return self.import_text(text)
+        from ...migration.users.mapping import decode_csv
 
-    def import_text(self, text: str) -> int:
-        rows, notes = users_engine(self.ctx).import_csv(text)
+        notes = []
+        if not raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                notes.append("The file is not UTF-8; it was read as Windows-1252 (what Excel saves as plain 'CSV'). "
+                             "If a name with accents looks wrong, save the file as 'CSV UTF-8' and import again.")
+        return self.import_text(decode_csv(raw), notes)
+
+    def import_text(self, text: str, notes: list[str] | None = None) -> int:
+        """Import mapping rows from CSV text; lines that could not be used are listed under the table."""
+        rows, problems = users_engine(self.ctx).import_csv(text)
+        notes = [*(notes or []), *problems]
         self.notes.setPlainText("\n".join(notes))
         self.notes.setVisible(bool(notes))
         if not rows:
-            self._import_refused("Nothing was imported.", notes[0] if notes else "The file has no rows.",
+            self._import_refused("Nothing was imported.", problems[0] if problems else "The file has no rows.",
                                  "The file needs a header line 'SourceUser,TargetUser' and one line per user, as "
                                  "Microsoft's validation script uses. Correct it and import again.")
             return 0
         self._hand_edited = True
-        skipped = f" {_plural(len(notes), 'line')} could not be used (listed below)." if notes else ""
+        skipped = f" {_plural(len(problems), 'line')} could not be used (listed below)." if problems else ""
         self.check(rows, f"{_plural(len(rows), 'row')} imported.{skipped} ")
         return len(rows)
 
@@ -478,19 +489,6 @@ class MappingPage(_TablePage):
         """Save the mapping (every row: those with problems are prepared never, explained on every page)."""
         users_engine(self.ctx).save_mapping(self.model.records, self.domain.currentText() or None)
         return True
-
-
-def decode_csv(raw: bytes) -> str | None:
-    """A CSV file's text: UTF-8 (with or without BOM) or UTF-16 with its BOM; None for anything else."""
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        try:
-            return raw.decode("utf-16")
-        except UnicodeDecodeError:
-            return None
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -916,4 +914,4 @@ def readiness_html(r: UserReadiness) -> str:
     return "".join(parts)
 
 
-__all__ = ["MappingPage", "PreparePage", "ReadinessPage", "decode_csv", "readiness_html", "users_engine"]
+__all__ = ["MappingPage", "PreparePage", "ReadinessPage", "readiness_html", "users_engine"]

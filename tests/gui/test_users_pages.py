@@ -1,0 +1,164 @@
+"""Pages A of issue 6 against the demo tenants through the real users engine: choose users and mapping,
+prepare the target users, readiness with safe fixes and a dry run."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication, QWizard
+
+from tests.gui.conftest import StallProbe
+from tests.gui.test_keyboard import alt, next_by_tab
+from tests.gui.test_setup_pages import click_next, to_plan
+from xtwizard.migration.users import ready_users
+from xtwizard.ui.widgets import PageState
+
+
+def to_mapping(wizard, qtbot, user, probe=None):
+    """Sign in, set up (secret mode, 'Migration Wave 1'), verify, and open the mapping page."""
+    plan = to_plan(wizard, qtbot, user)
+    qtbot.mouseClick(plan.apply_btn, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: plan.applied or plan.status.state is PageState.ERROR, timeout=120000)
+    assert plan.applied, plan.status.details
+    click_next(wizard, qtbot)
+    verify = wizard.verify
+    qtbot.waitUntil(lambda: verify.checks is not None or verify.status.state is PageState.ERROR, timeout=60000)
+    assert verify.isComplete(), [c.text() for c in verify.checks or [] if not c.ok]
+    if probe:
+        probe.start()
+    click_next(wizard, qtbot)
+    page = wizard.mapping
+    assert wizard.currentPage() is page
+    settle(qtbot, page)
+    if probe:
+        probe.stop()
+    assert page.validated, page.status.details
+    return page
+
+
+def settle(qtbot, page, timeout=60000):
+    """Wait until the page's background work has answered."""
+    qtbot.waitUntil(lambda: not page.busy, timeout=timeout)
+    assert page.status.state is not PageState.ERROR, page.status.details
+
+
+def mailusers_named(sandbox, address):
+    """How many target recipients carry this primary address (a create must never be made twice)."""
+    recipients = sandbox.state.tenant("target").col("exchange.recipients").values()
+    return sum(1 for r in recipients if str(r.get("PrimarySmtpAddress", "")).lower() == address.lower())
+
+
+def next_enabled(wizard):
+    return wizard.button(QWizard.WizardButton.NextButton).isEnabled()
+
+
+def row_of(page, source):
+    return next(r for r in page.model.records if r.source == source)
+
+
+def test_demo_by_keyboard_from_mapping_to_ready_users(wizard, qtbot, user, sandbox):
+    probe = StallProbe()
+    page = to_mapping(wizard, qtbot, user, probe=probe)
+    rows = {r.source: r for r in page.model.records}
+    # the scoping group's 25 members, each mapped onto Fabrikam's domain; Paul's target is a mailbox already
+    assert len(rows) == 25 and "gina.hoffman@northwind.example" not in rows
+    assert rows["olivia.perez@northwind.example"].target == "olivia.perez@fabrikam.example"
+    assert "will be created" in rows["olivia.perez@northwind.example"].message
+    assert rows["chris.green@northwind.example"].target == "c.green@fabrikam.example"  # the MailUser made for him
+    paul = rows["paul.quinn@northwind.example"]
+    assert paul.status == "error" and "Remove-Mailbox" in paul.fix
+    assert page.domain.currentText() == "fabrikam.example"
+    assert "30 mailboxes in the source, 25 in the scoping group" in page.counts.text()
+    assert next_enabled(wizard)
+
+    wizard.activateWindow()
+    qtbot.waitActive(wizard)
+    probe.start()
+    alt(qtbot, wizard, Qt.Key.Key_O)  # Also map mailboxes &outside the scoping group (a mnemonic click lasts 100 ms)
+    qtbot.waitUntil(lambda: page.outside.isChecked() and not page.busy, timeout=30000)
+    settle(qtbot, page)
+    gina = row_of(page, "gina.hoffman@northwind.example")
+    assert gina.status == "warning" and "readiness offers to add" in gina.message
+    alt(qtbot, wizard, Qt.Key.Key_P)  # Only rows with &problems
+    qtbot.waitUntil(page.only.isChecked)
+    shown = {page.proxy.record(page.proxy.index(i, 0)).source for i in range(page.proxy.rowCount())}
+    assert "paul.quinn@northwind.example" in shown and "gina.hoffman@northwind.example" in shown
+    assert "alice@northwind.example" not in shown
+    alt(qtbot, wizard, Qt.Key.Key_T)  # Fil&ter
+    assert QApplication.focusWidget() is page.filter
+    qtbot.keyClicks(page.filter, "gina")
+    assert page.proxy.rowCount() == 1 and "Showing 1" in page.counts.text()
+    page.filter.clear()
+    next_by_tab(qtbot, wizard)
+
+    prep = wizard.prepare
+    assert wizard.currentPage() is prep
+    settle(qtbot, prep)
+    assert wizard.ctx.workspace.project.data["users"]["targetDomain"] == "fabrikam.example"
+    plan = {c.source: c for c in prep.plan.changes}
+    assert plan["olivia.perez@northwind.example"].kind == "create"
+    assert plan["jonas.keller@northwind.example"].kind == "update"
+    assert [k for k, _b, _a in plan["jonas.keller@northwind.example"].diff()] == ["ExchangeGuid"]
+    assert plan["paul.quinn@northwind.example"].kind == "skip"
+    assert plan["alice@northwind.example"].kind == "keep"
+    assert not next_enabled(wizard)  # nothing applied yet
+    jonas = next(i for i in range(prep.proxy.rowCount())
+                 if prep.proxy.record(prep.proxy.index(i, 0)).source == "jonas.keller@northwind.example")
+    prep.table.setCurrentIndex(prep.proxy.index(jonas, 0))
+    assert "~ ExchangeGuid:" in prep.detail.toPlainText() and "after:" in prep.detail.toPlainText()
+    creates = len(prep.plan.pending)
+    assert creates >= 6
+    alt(qtbot, wizard, Qt.Key.Key_A)  # &Apply these changes
+    qtbot.waitUntil(lambda: prep.last is not None, timeout=120000)
+    settle(qtbot, prep)
+    assert prep.last is not None and not prep.last.failed and len(prep.last.done) == creates
+    assert "Nothing to change" in prep.status.message.text()  # read back: the rerun plans nothing
+    assert f"{creates} users prepared" in prep.result.text()
+    assert next_enabled(wizard)
+    assert mailusers_named(sandbox, "olivia.perez@fabrikam.example") == 1
+    next_by_tab(qtbot, wizard)
+
+    ready = wizard.readiness
+    assert wizard.currentPage() is ready
+    settle(qtbot, ready)
+    results = {r.source: r for r in ready.results}
+    explained = {"hugo.ivanov@northwind.example": "licence", "iris.jensen@northwind.example": "hold",
+                 "paul.quinn@northwind.example": "UserMailbox", "gina.hoffman@northwind.example": "scope"}
+    for source, word in explained.items():
+        r = results[source]
+        assert not r.ready, source
+        assert any(word.lower() in (f.what + f.why).lower() and f.fix for f in r.problems), r.problems
+    assert results["gina.hoffman@northwind.example"].fixable
+    assert results["alice@northwind.example"].ready
+    ready_before = sum(1 for r in ready.results if r.ready)
+    assert f"{ready_before} of {len(results)} users are ready" in ready.status.message.text()
+    assert next_enabled(wizard)  # some are ready; the others are listed with their reasons
+    hugo = next(i for i in range(ready.proxy.rowCount())
+                if ready.proxy.record(ready.proxy.index(i, 0)).source == "hugo.ivanov@northwind.example")
+    ready.table.setCurrentIndex(ready.proxy.index(hugo, 0))
+    assert "Blocks the move" in ready.detail.toPlainText() and "What to do" in ready.detail.toPlainText()
+
+    alt(qtbot, wizard, Qt.Key.Key_S)  # Fix &safely…: the plan first, nothing changed yet
+    qtbot.waitUntil(ready.fix_box.isVisible)
+    assert ready.fixes is not None and "gina.hoffman@northwind.example" in ready.fix_plan.toPlainText()
+    journal_len = len(list(wizard.ctx.workspace.project.entries()))
+    alt(qtbot, wizard, Qt.Key.Key_Y)  # Appl&y these fixes
+    qtbot.waitUntil(lambda: not ready.fix_box.isVisible() and not ready.busy, timeout=120000)
+    settle(qtbot, ready)
+    assert not ready.fix_box.isVisible()
+    results = {r.source: r for r in ready.results}
+    assert results["gina.hoffman@northwind.example"].ready, results["gina.hoffman@northwind.example"].problems
+    assert not results["hugo.ivanov@northwind.example"].ready  # explained, not fixable by a click
+    assert sum(1 for r in ready.results if r.ready) > ready_before
+    assert len(list(wizard.ctx.workspace.project.entries())) > journal_len  # the fixes were journaled
+    ready.table.setCurrentIndex(ready.proxy.index(0, 0))
+    alt(qtbot, wizard, Qt.Key.Key_U)  # Dry r&un for this user
+    qtbot.waitUntil(lambda: ready.dry is not None, timeout=60000)
+    settle(qtbot, ready)
+    assert ready.dry is not None and ready.dry.ok, ready.dry_result.text()
+    assert "would accept" in ready.dry_result.text()
+    worst = probe.stop()
+    print(f"worst GUI stall on the users pages: {worst} ms")
+    assert worst < 250
+    saved = {u.source for u in ready_users(wizard.ctx.workspace.project)}
+    assert "gina.hoffman@northwind.example" in saved and "hugo.ivanov@northwind.example" not in saved
+    assert not wizard.ctx.workspace.project.unfinished()
