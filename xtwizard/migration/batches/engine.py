@@ -298,8 +298,7 @@ class BatchEngine:
         if "source" in self.ctx.identities:
             await self._remember_scope_group()
         self.ctx.project.save()
-        warnings = list(getattr(batch, "warnings", []) or [])
-        return LaunchResult(name, len(wave.users), batch.status, warnings)
+        return LaunchResult(name, len(wave.users), batch.status)
 
     async def _batch_change(self, name: str, action: str, line: str,
                             call: Callable[[ExchangeClient], Awaitable[Any]]) -> None:
@@ -555,8 +554,7 @@ class BatchEngine:
 
         if snapshot is None:
             snapshot = self._last_snapshot()
-        checklist = [line for line in self.checklist("each moved user")]
-        return write_all(self.ctx.project, folder, snapshot, checklist)
+        return write_all(self.ctx.project, folder, snapshot, self.checklist("each moved user"))
 
     def _last_snapshot(self) -> Snapshot:
         users = [UserStatus(batch=str(v[0]), source=str(v[5]) if len(v) > 5 else "", target=str(t),
