@@ -124,14 +124,11 @@ class BatchEngine:
         from ..users import engine as users
 
         try:
-            rows: Sequence[MappedUser] = users.ready_users(self.ctx.project)
-        except NotImplementedError:
-            rows = []
-        if not rows:
+            return self.wave_users(users.ready_users(self.ctx.project))
+        except NotImplementedError:  # the users engine not there yet: the saved mapping, unchecked
             mapping = self.ctx.project.data.get("users", {}).get("mapping") or []
-            rows = [WaveUser(str(r["source"]), str(r["target"])) for r in mapping
+            return [WaveUser(str(r["source"]), str(r["target"])) for r in mapping
                     if isinstance(r, dict) and r.get("source") and r.get("target")]
-        return self.wave_users(rows)
 
     @staticmethod
     def wave_users(rows: Sequence[MappedUser]) -> list[WaveUser]:
