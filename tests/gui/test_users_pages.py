@@ -162,3 +162,95 @@ def test_demo_by_keyboard_from_mapping_to_ready_users(wizard, qtbot, user, sandb
     saved = {u.source for u in ready_users(wizard.ctx.workspace.project)}
     assert "gina.hoffman@northwind.example" in saved and "hugo.ivanov@northwind.example" not in saved
     assert not wizard.ctx.workspace.project.unfinished()
+
+
+def test_bad_csv_files_are_explained_and_edits_revalidate(wizard, qtbot, user, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    page = to_mapping(wizard, qtbot, user)
+    mapped = list(page.model.records)
+
+    def import_(name, data):
+        path = tmp_path / name
+        path.write_bytes(data)
+        n = page.import_file(path)
+        settle_any(qtbot, page)
+        return n
+
+    # wrong headers: nothing imported, the mapping shown is kept, the admin is told what the header must be
+    assert import_("wrong.csv", b"Email,Name\nalice@northwind.example,Alice\n") == 0
+    assert page.status.state is PageState.ERROR and "Nothing was imported" in page.status.message.text()
+    assert "SourceUser and TargetUser" in page.status.message.text()
+    assert page.model.records == mapped
+    # UTF-16 without a byte-order mark cannot be read safely: refused with the way out
+    text = "SourceUser,TargetUser\r\nalice@northwind.example,alice@fabrikam.example\r\n"
+    assert import_("utf16.csv", text.encode("utf-16-le")) == 0
+    assert "byte-order mark" in page.status.message.text() and "CSV UTF-8" in page.status.message.text()
+    # UTF-16 with its mark (Excel's "Unicode text") is fine
+    assert import_("unicode.csv", text.encode("utf-16")) == 1
+    assert [r.status for r in page.model.records] == ["ok"]
+
+    # Windows-1252 (Excel's plain CSV; ';' as a German Excel writes it); duplicates, unknown users, a foreign
+    # domain, a target that belongs to someone else, a line without a target — chosen in the file dialog
+    data = ("SourceUser;TargetUser\r\n"
+            "alice@northwind.example;alice@fabrikam.example\r\n"
+            "alice@northwind.example;alice2@fabrikam.example\r\n"
+            "bj\xf6rn@northwind.example;bjoern@fabrikam.example\r\n"
+            "dan.evans@northwind.example;dan.evans@northwind.example\r\n"
+            "ben.carter@northwind.example;carla.diaz@fabrikam.example\r\n"
+            "ella.fischer@northwind.example;\r\n").encode("cp1252")
+    (tmp_path / "wave.csv").write_bytes(data)
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(tmp_path / "wave.csv"), ""))
+    qtbot.mouseClick(page.import_btn, Qt.MouseButton.LeftButton)
+    settle_any(qtbot, page)
+    rows = page.model.records
+    assert [r.source for r in rows] == ["alice@northwind.example", "alice@northwind.example",
+                                        "björn@northwind.example", "dan.evans@northwind.example",
+                                        "ben.carter@northwind.example"]
+    assert [r.status for r in rows] == ["ok", "error", "error", "error", "error"]
+    assert "more than once" in rows[1].message
+    assert "no mailbox" in rows[2].message
+    assert "northwind.example is not a domain of" in rows[3].message and "fabrikam.example" in rows[3].fix
+    assert "another mailbox" in rows[4].message
+    notes = page.notes.toPlainText()
+    assert page.notes.isVisible() and "Windows-1252" in notes and "Line 7: no target address" in notes
+    assert "1 line could not be used" in page.status.message.text()
+    assert "5 rows: 1 ready, 0 warnings, 4 problems" in page.counts.text()
+    assert next_enabled(wizard)  # Alice can go ahead; the others are explained
+    page.only.setChecked(True)
+    assert page.proxy.rowCount() == 4
+    page.only.setChecked(False)
+
+    # an edit in the table is validated again: Dan's address moved to Fabrikam's domain
+    dan = next(i for i in range(page.proxy.rowCount())
+               if page.proxy.record(page.proxy.index(i, 0)).source == "dan.evans@northwind.example")
+    index = page.proxy.index(dan, 2)
+    assert page.proxy.flags(index) & Qt.ItemFlag.ItemIsEditable
+    assert page.proxy.setData(index, "dan.evans@fabrikam.example")
+    settle_any(qtbot, page)
+    assert row_of(page, "dan.evans@northwind.example").status == "ok"
+    page.table.setCurrentIndex(page.proxy.index(dan, 0))
+    assert "dan.evans@fabrikam.example" in page.detail.text()
+
+    # export: Microsoft's SourceUser,TargetUser format, which imports back to the same rows
+    out = tmp_path / "export.csv"
+    page.export_file(out)
+    assert out.read_bytes().startswith(b"SourceUser,TargetUser\r\nalice@northwind.example,alice@fabrikam.example\r\n")
+    before = [(r.source, r.target) for r in page.model.records]
+    assert page.import_file(out) == 5
+    settle_any(qtbot, page)
+    assert [(r.source, r.target) for r in page.model.records] == before
+    # Next saves the mapping; the prepare page plans the one valid user and explains the rest
+    click_next(wizard, qtbot)
+    prep = wizard.prepare
+    settle(qtbot, prep)
+    assert [(c.target, c.kind) for c in prep.plan.changes] == [
+        ("alice@fabrikam.example", "keep"), ("alice2@fabrikam.example", "skip"), ("bjoern@fabrikam.example", "skip"),
+        ("dan.evans@fabrikam.example", "keep"), ("carla.diaz@fabrikam.example", "skip")]
+    prep.table.setCurrentIndex(prep.proxy.index(2, 0))
+    assert "What to do:" in prep.detail.toPlainText()
+
+
+def settle_any(qtbot, page, timeout=60000):
+    """Wait for the page's background work, whatever its outcome."""
+    qtbot.waitUntil(lambda: not page.busy, timeout=timeout)
