@@ -16,7 +16,7 @@ from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QModelIndex, Signal
+from PySide6.QtCore import QModelIndex, QTimer, Signal
 from PySide6.QtGui import QFontDatabase, QIcon
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -129,9 +129,14 @@ class _TablePage(BasePage):
         self.counts.setAccessibleName("Counts")
         self.filter.textChanged.connect(self.proxy.set_text)
         self.only.toggled.connect(lambda on: self.proxy.set_predicate(only if on else None))
+        # counts once per burst of changes: a filter over 10,000 rows can remove a thousand separate ranges
+        self._counts_soon = QTimer(self)
+        self._counts_soon.setSingleShot(True)
+        self._counts_soon.setInterval(0)
+        self._counts_soon.timeout.connect(self._show_counts)
         for sig in (self.proxy.rowsInserted, self.proxy.rowsRemoved, self.proxy.modelReset, self.proxy.layoutChanged,
                     self.model.dataChanged):
-            sig.connect(lambda *_: self._show_counts())
+            sig.connect(lambda *_: self._counts_soon.start())
         self.table.selectionModel().currentRowChanged.connect(lambda cur, _prev: self._show_current(cur))
         self._progress.connect(self._show_progress)
         self._op: Operation | None = None
@@ -642,9 +647,10 @@ class PreparePage(_TablePage):
             self.apply()
 
     def isComplete(self) -> bool:
-        """Next once nothing is left to do, or an apply finished (users it could not prepare are explained, and
-        readiness explains them again)."""
-        return self.plan is not None and not self.busy and (self.plan.is_empty or self.last is not None)
+        """Next once nothing is left to do, or an apply ran to its end (users it could not prepare are explained,
+        and readiness explains them again); not after a Cancel."""
+        return self.plan is not None and not self.busy and (
+            self.plan.is_empty or (self.last is not None and not self.last.cancelled))
 
 
 def _change_detail(c: UserChange) -> str:
