@@ -3,6 +3,7 @@ sandbox clock to Completed, act on it, write the reports, tear down; and the mon
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -11,20 +12,22 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox, QPushButton, QWizard
 
-from tests.engine.setup_support import run_engine
+from tests.engine.setup_support import SandboxContext, run_engine
 from tests.engine.test_setup import full
 from tests.gui.conftest import StallProbe
-from tests.unit.cloud_support import SOURCE_ADMIN, TARGET_ADMIN, MintedTokens
+from tests.unit.cloud_support import SOURCE_ADMIN, TARGET_ADMIN, MintedTokens, policy_for
 from xtwizard.cloud.arm import ArmClient
 from xtwizard.cloud.exchange import ExchangeClient
 from xtwizard.cloud.graph import GraphClient
 from xtwizard.migration.setup import SetupOptions
+from xtwizard.migration.users import UserEngine
 from xtwizard.migration.workspace import SLOTS, TenantIdentity, Workspace
 from xtwizard.ui.widgets import PageState
 
 CLEAN = [("ella.fischer@northwind.example", "ella.fischer@fabrikam.example"),      # 450 MB: completes
          ("farid.ghani@northwind.example", "farid.ghani@fabrikam.example"),        # 1.2 GB: completes
-         ("jonas.keller@northwind.example", "jonas.keller@fabrikam.example")]      # no ExchangeGuid: fails
+         ("tara.usman@northwind.example", "tara.usman@fabrikam.example")]          # archive grows mid-move: fails
+NOT_READY = ("jonas.keller@northwind.example", "jonas.keller@fabrikam.example")    # no ExchangeGuid: held back
 
 
 class MintedWorkspace(Workspace):
@@ -78,8 +81,18 @@ def ready(sandbox, app_ctx, tmp_path):
     """The demo tenants set up (the setup engine, as the setup pages would), three users mapped, the workspace open."""
     project = app_ctx.projects.create("Northwind to Fabrikam")
     run_engine(sandbox, project, SetupOptions(scope_groups=["Migration Wave 1"]), full)
-    project.data["users"] = {"mapping": [{"source": s, "target": t} for s, t in CLEAN]}
+    project.data["users"] = {"mapping": [{"source": s, "target": t} for s, t in [*CLEAN, NOT_READY]]}
     project.save()
+    policy = policy_for(sandbox)
+
+    async def check():  # the users engine's readiness, as the Readiness page runs it
+        try:
+            return await UserEngine(SandboxContext(sandbox, project, policy)).readiness()
+        finally:
+            await policy.aclose()
+
+    ready = {r.source: r.ready for r in asyncio.run(check())}
+    assert ready == {**{s: True for s, _ in CLEAN}, NOT_READY[0]: False}, ready
     app_ctx.workspace = MintedWorkspace(sandbox, app_ctx.endpoints, project, app_ctx.data_dir)
     return app_ctx.workspace
 
@@ -144,15 +157,15 @@ def test_launch_watch_complete_report_and_tear_down(wizard, qtbot, ready, sandbo
     assert "Simulated time:" in monitor.clock_text.text()
     assert user_row(monitor, "ella.fischer@fabrikam.example").stage == "synced"
     assert user_row(monitor, "ella.fischer@fabrikam.example").percent == 95
-    jonas = user_row(monitor, "jonas.keller@fabrikam.example")
-    assert jonas.stage == "failed" and jonas.problem is not None
-    assert "ExchangeGuid" in jonas.problem.what + jonas.problem.why + jonas.problem.fix
+    tara = user_row(monitor, "tara.usman@fabrikam.example")
+    assert tara.stage == "failed" and tara.problem is not None
+    assert "archive" in tara.problem.what + tara.problem.why + tara.problem.fix
     assert "need attention" in monitor.overall_text.text()
     monitor.only_problems.setChecked(True)
     shown = {monitor.users_proxy.record(monitor.users_proxy.index(r, 0)).target
              for r in range(monitor.users_proxy.rowCount())}
-    assert "jonas.keller@fabrikam.example" in shown and "ella.fischer@fabrikam.example" not in shown
-    select_user(monitor, "jonas.keller@fabrikam.example")
+    assert "tara.usman@fabrikam.example" in shown and "ella.fischer@fabrikam.example" not in shown
+    select_user(monitor, "tara.usman@fabrikam.example")
     assert "What to do:" in monitor.details.toHtml() or "What to do" in monitor.details.toPlainText()
     monitor.only_problems.setChecked(False)
     monitor.users_view.grab()  # the progress-bar delegate paints every visible row
@@ -179,7 +192,7 @@ def test_launch_watch_complete_report_and_tear_down(wizard, qtbot, ready, sandbo
     recipients = sandbox.state.tenant("target").col("exchange.recipients").values()
     assert any(r.get("PrimarySmtpAddress") == "ella.fischer@fabrikam.example"
                and r.get("RecipientTypeDetails") == "UserMailbox" for r in recipients)
-    # Retry the failed user: Exchange takes jonas up again (he fails again until his GUID is stamped).
+    # Retry the failed user: Exchange takes Tara up again.
     proxy = monitor.batches_proxy
     monitor.batches_view.setCurrentIndex(proxy.index(next(
         r for r in range(proxy.rowCount()) if proxy.record(proxy.index(r, 0)).name == "Wave 1"), 0))
@@ -188,7 +201,7 @@ def test_launch_watch_complete_report_and_tear_down(wizard, qtbot, ready, sandbo
     confirm(monitor, qtbot)
     n = monitor.refreshes
     wait_refresh(monitor, qtbot, n)
-    assert user_row(monitor, "jonas.keller@fabrikam.example").stage != "failed"
+    assert user_row(monitor, "tara.usman@fabrikam.example").stage != "failed"
 
     # Finish: reports, the checklist for the moved users, then the teardown plan, confirmed and applied.
     qtbot.mouseClick(wizard.button(QWizard.WizardButton.NextButton), Qt.MouseButton.LeftButton)
@@ -207,7 +220,14 @@ def test_launch_watch_complete_report_and_tear_down(wizard, qtbot, ready, sandbo
     qtbot.mouseClick(finish.plan_btn, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: finish.plan is not None or finish.status.state is PageState.ERROR, timeout=30000)
     assert finish.plan is not None, finish.status.details
-    assert finish.plan.pending and finish.teardown_btn.isEnabled()
+    # Tara is being retried: the clean-up must wait (it would cut her move off) and says so.
+    assert not finish.teardown_btn.isEnabled()
+    assert "still has 1 user(s) not completed" in finish.status.message.text()
+    sandbox.clock.advance(6 * 3600)  # the admin waits for Tara's retry to end
+    qtbot.mouseClick(finish.plan_btn, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: finish.plan is not None or finish.status.state is PageState.ERROR, timeout=30000)
+    assert finish.plan is not None, finish.status.details
+    assert finish.plan.pending and not finish.plan.waiting and finish.teardown_btn.isEnabled()
     assert "endpoint" in finish.plan_view.toPlainText().lower()
     endpoints_before = len(sandbox.state.tenant("target").col("exchange.endpoints"))
     qtbot.mouseClick(finish.teardown_btn, Qt.MouseButton.LeftButton)
@@ -286,14 +306,14 @@ def test_monitor_stays_responsive_with_ten_thousand_users(app_ctx, qtbot, tmp_pa
         wizard.show()
         monitor = wizard.monitor
         monitor.auto.setChecked(False)
-        probe = StallProbe()
+        probe = StallProbe()  # the worst gap in the GUI thread's event loop while a refresh runs and shows
         probe.start()
         started = time.perf_counter()
         open_at(wizard, monitor)
         wait_refresh(monitor, qtbot, 0)
-        first = (time.perf_counter() - started, monitor.last_apply_ms)
+        first = (time.perf_counter() - started, monitor.last_apply_ms, probe.stop())
         assert monitor.users_model.rowCount() == 10_000 and monitor.batches_model.rowCount() == 5
-        monitor.users_view.sortByColumn(0, Qt.SortOrder.DescendingOrder)
+        monitor.users_view.sortByColumn(2, Qt.SortOrder.AscendingOrder)  # by status: the refresh re-sorts
         select_user(monitor, addresses[4321])
         for i in range(5):  # start every batch from the page: each start refreshes
             proxy = monitor.batches_proxy
@@ -305,18 +325,24 @@ def test_monitor_stays_responsive_with_ten_thousand_users(app_ctx, qtbot, tmp_pa
             wait_refresh(monitor, qtbot, n)
         sb.clock.advance(600)  # validation ends (the endpoint's app does not exist): every row changes
         n = monitor.refreshes
-        qtbot.mouseClick(monitor.refresh_btn, Qt.MouseButton.LeftButton)
+        probe.worst_ms = 0
+        probe.start()
         started = time.perf_counter()
+        qtbot.mouseClick(monitor.refresh_btn, Qt.MouseButton.LeftButton)
         wait_refresh(monitor, qtbot, n)
+        second = (time.perf_counter() - started, monitor.last_apply_ms, probe.stop())
         assert monitor.snapshot.counts()["failed"] == 10_000
-        second = (time.perf_counter() - started, monitor.last_apply_ms)
-        worst = probe.stop()
         assert monitor.selected_user().target == addresses[4321]  # the refresh kept the admin's selection
+        assert monitor.users_model.records[0].stage == "failed"  # and the sort by status
         monitor.search.setText(addresses[9999])
         assert monitor.users_proxy.rowCount() == 1
-        print(f"\n10,000 users: first refresh {first[0]:.2f} s (GUI thread {first[1]:.0f} ms), second "
-              f"{second[0]:.2f} s (GUI thread {second[1]:.0f} ms); worst GUI stall {worst} ms")
-        assert worst < 500
+        print(f"\n10,000 users: first refresh {first[0]:.2f} s (GUI thread busy {first[1]:.0f} ms, worst stall "
+              f"{first[2]} ms); refresh after every row changed {second[0]:.2f} s (GUI thread busy {second[1]:.0f} "
+              f"ms, worst stall {second[2]} ms)")
+        # What our code costs the GUI thread per refresh; the worst stall also holds the in-process sandbox's
+        # own work (it shares the GIL, as in the rehearsal) and the machine's load, so its bound is looser.
+        assert first[1] < 400 and second[1] < 400
+        assert first[2] < 2000 and second[2] < 2000
         wizard.close()
         ctx.runner.cancel_all()
         op = ctx.runner.submit(ctx.workspace.aclose)

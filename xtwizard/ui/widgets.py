@@ -209,19 +209,39 @@ class RecordTableModel(QAbstractTableModel):
         self._haystack[row] = None
         self.dataChanged.emit(self.index(row, 0), self.index(row, len(self.columns) - 1))
 
-    def update_records(self, records: list[Any], key: Callable[[Any], Any]) -> None:
+    def update_records(self, records: list[Any], key: Callable[[Any], Any],
+                       sort: tuple[int, Qt.SortOrder] | None = None) -> None:
         """A refresh of the same rows (a monitor's): when the keys are the ones shown, each row gets its new
-        record in place, in the order shown, with one dataChanged; the view keeps its selection, current row
-        and scroll position.  Otherwise (rows came or went) the table is reset."""
+        record in place, so the view keeps its selection, current row and scroll position; with `sort` (the
+        view's sort column and order) the rows are re-sorted in the same step (one dataChanged, or one layout
+        change when the order moved).  Otherwise (rows came or went) the table is reset, then sorted."""
+        old_keys = [key(r) for r in self.records]
         fresh = {key(r): r for r in records}
-        if len(fresh) != len(records) or len(records) != len(self.records) \
-                or any(key(r) not in fresh for r in self.records):
+        if len(fresh) != len(records) or fresh.keys() != set(old_keys):
             self.set_records(records)
+            if sort is not None:
+                self.sort(*sort)
             return
-        self.records = [fresh[key(r)] for r in self.records]
-        self._haystack = [None] * len(self.records)
-        if self.records:
-            self.dataChanged.emit(self.index(0, 0), self.index(len(self.records) - 1, len(self.columns) - 1))
+        rows = [fresh[k] for k in old_keys]
+        order_of = list(range(len(rows)))
+        if sort is not None and 0 <= sort[0] < len(self.columns):
+            col = self.columns[sort[0]]
+            sort_key = col.sort_key or (lambda r: col.text(r).casefold())
+            keys = [sort_key(r) for r in rows]
+            order_of = sorted(order_of, key=keys.__getitem__, reverse=sort[1] == Qt.SortOrder.DescendingOrder)
+        if order_of == sorted(order_of):
+            self.records = rows
+            self._haystack = [None] * len(rows)
+            if rows:
+                self.dataChanged.emit(self.index(0, 0), self.index(len(rows) - 1, len(self.columns) - 1))
+            return
+        self.layoutAboutToBeChanged.emit()
+        old = self.persistentIndexList()
+        new_row = {old_row: new for new, old_row in enumerate(order_of)}
+        self.records = [rows[i] for i in order_of]
+        self._haystack = [None] * len(rows)
+        self.changePersistentIndexList(old, [self.index(new_row[i.row()], i.column()) for i in old])
+        self.layoutChanged.emit()
 
     def haystack(self, row: int) -> str:
         """Every column's text, case-folded: what the filter box searches."""

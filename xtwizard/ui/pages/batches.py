@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from PySide6.QtCore import QDateTime, QModelIndex, QPersistentModelIndex, Qt, QTimer, QUrl, Signal
-from PySide6.QtGui import QDesktopServices, QFontDatabase, QPainter
+from PySide6.QtGui import QDesktopServices, QFontDatabase, QPainter, QShowEvent
 from PySide6.QtWidgets import (
     QApplication,
     QButtonGroup,
@@ -625,6 +625,11 @@ class MonitorPage(BasePage):
         self.timer.stop()
         super().cleanupPage()
 
+    def showEvent(self, event: QShowEvent) -> None:  # back from Finish: refresh automatically again
+        super().showEvent(event)
+        if self.snapshot is not None:
+            self._auto_changed(self.auto.isChecked())
+
     def _auto_changed(self, on: bool) -> None:
         if on and self.isVisible():
             self.timer.start()
@@ -652,13 +657,12 @@ class MonitorPage(BasePage):
         self.refresh_btn.setEnabled(True)
         self.snapshot = snap
         self.refreshes += 1
-        header = self.users_view.horizontalHeader()
-        self.users_model.update_records(snap.users, lambda u: (u.batch.lower(), u.target.lower()))
-        bheader = self.batches_view.horizontalHeader()
-        self.batches_model.update_records(snap.batches, lambda b: b.name.lower())
-        for view, h in ((self.users_view, header), (self.batches_view, bheader)):
-            if h.isSortIndicatorShown() and 0 <= h.sortIndicatorSection() < view.model().columnCount():
-                view.model().sort(h.sortIndicatorSection(), h.sortIndicatorOrder())
+        for model, view, records, key in (
+                (self.users_model, self.users_view, snap.users, lambda u: (u.batch, u.target)),
+                (self.batches_model, self.batches_view, snap.batches, lambda b: b.name)):
+            h = view.horizontalHeader()
+            sort = (h.sortIndicatorSection(), h.sortIndicatorOrder()) if h.isSortIndicatorShown() else None
+            model.update_records(records, key, sort)
         if not self.batches_view.currentIndex().isValid() and snap.batches:
             self.batches_view.selectRow(0)
         self._show_overall(snap)
@@ -669,11 +673,13 @@ class MonitorPage(BasePage):
     def _show_overall(self, snap: Snapshot) -> None:
         counts = snap.counts()
         n = len(snap.users)
-        self.overall.setValue(snap.percent)
-        self.overall.setFormat(f"{snap.percent} % of {n} user(s)")
+        percent = snap.percent
+        moving = sum(counts.get(s, 0) for s in ("waiting", "syncing", "synced", "completing"))
+        self.overall.setValue(percent)
+        self.overall.setFormat(f"{percent} % of {n} user(s)")
         now = time.monotonic()
-        self._samples.append((now, float(snap.percent)))
-        self._samples = [s for s in self._samples if now - s[0] <= 600] or [(now, float(snap.percent))]
+        self._samples.append((now, float(percent)))
+        self._samples = [s for s in self._samples if now - s[0] <= 600]
         parts = [f"{counts.get('completed', 0)} of {n} completed"]
         for stage in ("syncing", "synced", "completing", "waiting"):
             if counts.get(stage):
@@ -682,7 +688,7 @@ class MonitorPage(BasePage):
             parts.append(f"<b>{counts['failed']} need attention</b>")
         if counts.get("stopped"):
             parts.append(f"{counts['stopped']} stopped")
-        eta = self.time_left(snap)
+        eta = self.time_left(moving == 0)
         if eta:
             parts.append(eta)
         stamp = time_text(snap.taken) if snap.taken else ""
@@ -696,16 +702,16 @@ class MonitorPage(BasePage):
             self.status.message.setText(f"<b>{p.what}</b>{more}<br>{p.why}<br><i>What to do:</i> {p.fix}")
         elif not snap.users:
             self.status.set_idle("No migration batch in the target yet: go back to Launch.")
-        elif snap.finished:
+        elif not moving:
             self.status.set_ok("Nothing is moving any more: every user is completed or needs attention. "
                                "Press Next for the reports, the checklist and the clean-up.")
         else:
             self.status.set_idle("")
 
-    def time_left(self, snap: Snapshot) -> str:
+    def time_left(self, finished: bool) -> str:
         """From how fast the overall percent moved over the last ten minutes (wall time, as the admin waits)."""
-        if snap.finished or len(self._samples) < 2:
-            return "" if snap.finished else "time left: known after the next readings"
+        if finished or len(self._samples) < 2:
+            return "" if finished else "time left: known after the next readings"
         (t0, p0), (t1, p1) = self._samples[0], self._samples[-1]
         if p1 <= p0 or t1 <= t0:
             return "time left: not known yet"
@@ -866,8 +872,8 @@ class MonitorPage(BasePage):
         i = self.speed.findData(scale)
         if i >= 0:
             self.speed.setCurrentIndex(i)
-        if self._op is None and self.snapshot is not None:
-            self.refresh()  # show what the service did in the time that passed
+        if self.snapshot is not None:
+            self.refresh()  # show what the service did in that time (a refresh already running is replaced)
 
 
 # --- 3. Finish ---------------------------------------------------------------------------------------------------
@@ -1025,18 +1031,21 @@ class FinishPage(BasePage):
         self._op = None
         self.plan = plan
         lines = plan.lines()
-        if plan.pending:
+        if plan.waiting:
+            self.plan_view.setPlainText("\n".join(lines))
+            self.status.set_idle("Not yet: " + " ".join(c.line + "." for c in plan.waiting))
+        elif plan.pending:
             self.plan_view.setPlainText("\n".join(lines))
             self.status.set_idle(f"{len(plan.pending)} change(s) to make. Read them, then press Remove.")
         else:
             self.plan_view.setPlainText("\n".join(line for line in lines if "setup is complete" not in line)
                                         + "\nNothing left to remove.")
             self.status.set_ok("Nothing left to remove: the clean-up is done.")
-        self.teardown_btn.setEnabled(bool(plan.pending))
+        self.teardown_btn.setEnabled(bool(plan.pending) and not plan.waiting)
 
     def confirm_teardown(self) -> None:
         plan = self.plan
-        if plan is None or not plan.pending:
+        if plan is None or not plan.pending or plan.waiting:
             return
         ask(self, "Remove what xtwizard set up?",
             f"Make these {len(plan.pending)} change(s)? The migration app, its credential and the endpoint are "
