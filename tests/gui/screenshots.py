@@ -65,6 +65,7 @@ def render(out: Path, palettes: tuple[str, ...] = ("light", "dark")) -> list[Pat
     for name in palettes:
         app.setPalette(dark_palette() if name == "dark" else app.style().standardPalette())
         written += _render_palette(app, out, name)
+        written += _render_run_pages(app, out, name)
     return written
 
 
@@ -119,6 +120,27 @@ def _render_palette(app: QApplication, out: Path, palette: str) -> list[Path]:
         w.button(QWizard.WizardButton.NextButton).click()
         _wait(app, lambda: w.verify.checks is not None)
         shot("8-verify")
+        w.button(QWizard.WizardButton.NextButton).click()
+        _wait(app, lambda: w.mapping.validated and not w.mapping.busy)
+        w.mapping.outside.setChecked(True)  # Gina is outside the scoping group: readiness offers to add her
+        _wait(app, lambda: w.mapping.validated and not w.mapping.busy)
+        w.mapping.table.setCurrentIndex(w.mapping.proxy.index(next(
+            i for i, r in enumerate(w.mapping.model.records) if r.status == "error"), 0))
+        shot("9-mapping")
+        w.button(QWizard.WizardButton.NextButton).click()
+        _wait(app, lambda: w.prepare.plan is not None and not w.prepare.busy)
+        w.prepare.only.setChecked(True)
+        w.prepare.table.setCurrentIndex(w.prepare.proxy.index(0, 0))
+        shot("10-prepare")
+        w.prepare.apply_btn.click()
+        _wait(app, lambda: w.prepare.last is not None and not w.prepare.busy, 120)
+        w.button(QWizard.WizardButton.NextButton).click()
+        _wait(app, lambda: w.readiness.results is not None and not w.readiness.busy)
+        w.readiness.only.setChecked(True)
+        w.readiness.table.setCurrentIndex(w.readiness.proxy.index(0, 0))
+        shot("11-readiness")
+        w.readiness.fix_btn.click()
+        shot("12-readiness-fixes")
         w.close()
         runner.cancel_all()
         workspace = ctx.workspace
@@ -128,6 +150,63 @@ def _render_palette(app: QApplication, out: Path, palette: str) -> list[Path]:
         runner.shutdown()
     return written
 
+
+
+def _render_run_pages(app: QApplication, out: Path, palette: str) -> list[Path]:
+    """Launch, Monitor and Finish (issue 6 pages B) on tenants set up and checked by the engines, with a batch
+    that runs on the sandbox clock until one user completes and one needs attention."""
+    from tests.gui.test_batches_pages import ready_workspace
+
+    written: list[Path] = []
+    with Sandbox("demo") as sb, tempfile.TemporaryDirectory() as tmp:
+        runner = AsyncRunner()
+        ctx = AppContext(endpoints=sandbox_endpoints(sb.info), runner=runner, data_dir=Path(tmp) / "data",
+                         log_dir=Path(tmp) / "logs", open_browser=UserAtBrowser(sb.ca_path), demo=True,
+                         keyring_backend=keyring.backends.fail.Keyring())
+        ready_workspace(sb, ctx)
+        w = MigrationWizard(ctx)
+        w.show()
+
+        def shot(label: str) -> None:
+            app.processEvents()
+            path = out / f"{label}-{palette}.png"
+            w.grab().save(str(path))
+            written.append(path)
+
+        w.setStartId(next(i for i in w.pageIds() if w.page(i) is w.launch))
+        w.restart()
+        w.launch.emails.setText("it@fabrikam.example")
+        shot("13-launch")
+        w.launch.launch()
+        _wait(app, lambda: bool(w.launch.launched), 60)
+        w.button(QWizard.WizardButton.NextButton).click()
+        monitor = w.monitor
+        monitor.auto.setChecked(False)
+        _wait(app, lambda: monitor.refreshes >= 1)
+        for step in (lambda: monitor.advance(3600), lambda: monitor.advance(3600), lambda: monitor.set_speed(600.0)):
+            seen = monitor.refreshes
+            step()
+            _wait(app, lambda seen=seen: monitor.refreshes > seen)  # type: ignore[misc]
+        proxy = monitor.users_proxy
+        failed = [r for r in range(proxy.rowCount()) if proxy.record(proxy.index(r, 0)).stage == "failed"]
+        monitor.users_view.setCurrentIndex(proxy.index(failed[0] if failed else 0, 0))
+        shot("14-monitor")
+        w.button(QWizard.WizardButton.NextButton).click()
+        finish = w.finish
+        finish.folder.setText(str(Path(tmp) / "reports"))
+        finish.write_reports()
+        _wait(app, lambda: bool(finish.written), 60)
+        finish.plan_teardown()
+        _wait(app, lambda: finish.plan is not None, 60)
+        shot("15-finish")
+        w.close()
+        runner.cancel_all()
+        workspace = ctx.workspace
+        if workspace is not None:
+            op = runner.submit(workspace.aclose)
+            _wait(app, lambda: not op.running, 5)
+        runner.shutdown()
+    return written
 
 if __name__ == "__main__":
     for p in render(Path(sys.argv[1] if len(sys.argv) > 1 else "docs/screenshots")):

@@ -76,25 +76,31 @@ def confirm(page, qtbot, yes=True):
     return text
 
 
-@pytest.fixture
-def ready(sandbox, app_ctx, tmp_path):
-    """The demo tenants set up (the setup engine, as the setup pages would), three users mapped, the workspace open."""
-    project = app_ctx.projects.create("Northwind to Fabrikam")
+def ready_workspace(sandbox, ctx, users=(*CLEAN, NOT_READY)):
+    """The demo tenants set up (the setup engine, as the setup pages would), `users` mapped and checked by the
+    users engine's readiness (as the Readiness page runs it), and the project open in a workspace."""
+    project = ctx.projects.create("Northwind to Fabrikam")
     run_engine(sandbox, project, SetupOptions(scope_groups=["Migration Wave 1"]), full)
-    project.data["users"] = {"mapping": [{"source": s, "target": t} for s, t in [*CLEAN, NOT_READY]]}
+    project.data["users"] = {"mapping": [{"source": s, "target": t} for s, t in users]}
     project.save()
     policy = policy_for(sandbox)
 
-    async def check():  # the users engine's readiness, as the Readiness page runs it
+    async def check():
         try:
             return await UserEngine(SandboxContext(sandbox, project, policy)).readiness()
         finally:
             await policy.aclose()
 
-    ready = {r.source: r.ready for r in asyncio.run(check())}
-    assert ready == {**{s: True for s, _ in CLEAN}, NOT_READY[0]: False}, ready
-    app_ctx.workspace = MintedWorkspace(sandbox, app_ctx.endpoints, project, app_ctx.data_dir)
-    return app_ctx.workspace
+    results = asyncio.run(check())
+    ctx.workspace = MintedWorkspace(sandbox, ctx.endpoints, project, ctx.data_dir)
+    return ctx.workspace, {r.source: r.ready for r in results}
+
+
+@pytest.fixture
+def ready(sandbox, app_ctx):
+    ws, results = ready_workspace(sandbox, app_ctx)
+    assert results == {**{s: True for s, _ in CLEAN}, NOT_READY[0]: False}, results
+    return ws
 
 
 def target_batches(sandbox):

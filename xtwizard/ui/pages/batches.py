@@ -202,16 +202,14 @@ class LaunchPage(BasePage):
 
     def __init__(self, ctx: AppContext) -> None:
         super().__init__(ctx, "Launch the migration batches",
-                         "Users move in batches of at most 2,000. People who share mailboxes or calendars "
-                         "(delegates) are kept in the same batch. Choose when the copy starts and when the switch "
-                         "to the new tenant happens, read the plan, then launch. Nothing is created until you "
-                         "press Launch and confirm.")
+                         "Users move in batches of at most 2,000, with people who share mailboxes or calendars "
+                         "kept together. Choose when the copy starts and when users switch over, then launch.")
         self.waves_model = RecordTableModel(WAVE_COLUMNS, self)
-        self.waves_view, self.waves_proxy = record_table(self.waves_model, "Batches to launch", [110, 60, 150, 80])
+        self.waves_view, self.waves_proxy = record_table(self.waves_model, "Batches to launch", [70, 50, 110, 70])
         waves_label = _label("&Batches to launch (select one to see its users):", self.waves_view)
         self.users_model = RecordTableModel(WAVE_USER_COLUMNS, self)
         self.users_view, self.users_proxy = record_table(self.users_model, "Users of the selected batch",
-                                                         [220, 220, 160])
+                                                         [210, 200, 120])
         self.search = QLineEdit()
         self.search.setPlaceholderText("Part of a name or address")
         self.search.setAccessibleName("Find a user in the selected batch")
@@ -270,7 +268,7 @@ class LaunchPage(BasePage):
         rv.addWidget(self.users_view)
         top.addWidget(left)
         top.addWidget(right)
-        top.setSizes([330, 520])
+        top.setSizes([300, 560])
         when = QGroupBox("When")
         grid = QGridLayout(when)
         grid.addWidget(self.start_now, 0, 0)
@@ -529,7 +527,7 @@ class MonitorPage(BasePage):
 
         self.users_model = RecordTableModel(USER_COLUMNS, self)
         self.users_view, self.users_proxy = record_table(self.users_model, "Users being moved",
-                                                         [230, 90, 170, 120, 80, 120])
+                                                         [210, 70, 150, 100, 70, 120])
         self.users_view.setItemDelegateForColumn(3, ProgressDelegate(self.users_proxy, lambda u: u.percent))
         users_label = _label("&Users:", self.users_view)
         self.search = QLineEdit()
@@ -566,7 +564,7 @@ class MonitorPage(BasePage):
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(self.users_view)
         split.addWidget(self.details)
-        split.setSizes([600, 260])
+        split.setSizes([560, 300])
         self.body.addWidget(split, 5)
 
         # The rehearsal's clock: make the simulated move service run faster (never offered for real tenants).
@@ -579,7 +577,7 @@ class MonitorPage(BasePage):
         self.clock_text.setAccessibleName("Simulated time")
         self.speed_box = QGroupBox("Speed up the rehearsal (simulated tenants only)")
         sb = QHBoxLayout(self.speed_box)
-        sb.addWidget(_label("Simulated time runs at spe&ed:", self.speed))
+        sb.addWidget(_label("Spe&ed:", self.speed))
         sb.addWidget(self.speed)
         sb.addWidget(self.skip_btn)
         sb.addWidget(self.clock_text, 1)
@@ -664,7 +662,8 @@ class MonitorPage(BasePage):
             sort = (h.sortIndicatorSection(), h.sortIndicatorOrder()) if h.isSortIndicatorShown() else None
             model.update_records(records, key, sort)
         if not self.batches_view.currentIndex().isValid() and snap.batches:
-            self.batches_view.selectRow(0)
+            rows = self.batches_model.records  # select this project's first batch (not one found in the tenant)
+            self.batches_view.selectRow(next((i for i, b in enumerate(rows) if b.ours), 0))
         self._show_overall(snap)
         self._show_user()
         self._sync()
@@ -691,9 +690,8 @@ class MonitorPage(BasePage):
         eta = self.time_left(moving == 0)
         if eta:
             parts.append(eta)
-        stamp = time_text(snap.taken) if snap.taken else ""
-        every = " (automatic refresh on)" if self.auto.isChecked() else ""
-        self.overall_text.setText(" · ".join(parts) + f" · read {stamp}{every}")
+        stamp = snap.taken.astimezone().strftime("%H:%M:%S") if snap.taken else ""
+        self.overall_text.setText(" · ".join(parts) + f" · read at {stamp}")
         problems = list(snap.problems) + [b.problem for b in snap.batches if b.problem is not None]
         if problems:
             p = problems[0]
@@ -937,7 +935,7 @@ class FinishPage(BasePage):
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(left)
         split.addWidget(teardown)
-        split.setSizes([430, 430])
+        split.setSizes([380, 480])
         self.body.addWidget(split, 1)
 
         self.choose_btn.clicked.connect(self._choose)
