@@ -16,7 +16,7 @@ from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QModelIndex, QTimer, Signal
+from PySide6.QtCore import QModelIndex, Qt, QTimer, Signal
 from PySide6.QtGui import QFontDatabase, QIcon
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -209,7 +209,7 @@ class _TablePage(BasePage):
 
 
 def _mapping_status(row: MappingRow) -> str:
-    return {"ok": "Ready", "warning": "Warning", "error": "Problem"}.get(row.status, "Not checked")
+    return {"ok": "OK", "warning": "Warning", "error": "Problem"}.get(row.status, "Not checked")
 
 
 def _mapping_note(row: MappingRow) -> str:
@@ -228,15 +228,15 @@ class MappingPage(_TablePage):
                    if r.status in ("error", "warning", "", "ok") else 9,
                    icon=lambda r: icons["i"](r.status), tip=_mapping_note),
             Column("Source mailbox", lambda r: r.source),
-            Column("Target address (double-click or F2 to edit)", lambda r: r.target,
+            Column("Target address", lambda r: r.target,
                    edit=lambda r, text: replace(r, target=text, status="", message="", fix="")),
             Column("What xtwizard found", _mapping_note, tip=_mapping_note),
         ]
         super().__init__(ctx, "Choose users and their target addresses",
                          "These are the mailboxes in the scoping group. Each moves to the target address in its "
-                         "row: pick the target domain and let xtwizard fill the addresses in, change any of them, "
-                         "or import a CSV with SourceUser and TargetUser columns.", columns,
-                         "Source mailboxes and their target addresses", [110, 260, 260],
+                         "row: pick the target domain and let xtwizard fill the addresses in, change any of them "
+                         "(double-click it, or F2), or import a CSV with SourceUser and TargetUser columns.", columns,
+                         "Source mailboxes and their target addresses", [110, 250, 250],
                          "Only rows with &problems", lambda r: r.status in ("warning", "error"))
         icons["i"] = self.icons
         self.domain = QComboBox()
@@ -383,7 +383,7 @@ class MappingPage(_TablePage):
         scoped = sum(1 for m in found if m.in_scope)
         by = {s: sum(1 for r in rows if r.status == s) for s in ("ok", "warning", "error")}
         text = (f"{_plural(len(found), 'mailbox', 'mailboxes')} in the source, {scoped} in the scoping group. "
-                f"{_plural(len(rows), 'row')}: {by['ok']} ready, {_plural(by['warning'], 'warning')}, "
+                f"{_plural(len(rows), 'row')}: {by['ok']} OK, {_plural(by['warning'], 'warning')}, "
                 f"{_plural(by['error'], 'problem')}.")
         if self.proxy.rowCount() != len(rows):
             text += f" Showing {self.proxy.rowCount()}."
@@ -527,7 +527,7 @@ class PreparePage(_TablePage):
                          "Each user needs a MailUser in the target that carries the source mailbox's identity "
                          "(ExchangeGuid, ArchiveGuid, X500 addresses) and a target address. This is what xtwizard "
                          "will create or change; nothing has changed yet. Select a user to see every attribute "
-                         "before → after.", columns, "Target MailUsers to prepare", [130, 240, 240],
+                         "before → after.", columns, "Target MailUsers to prepare", [140, 250, 250],
                          "&Only users with changes", lambda c: c.kind != "keep")
         icons["i"] = self.icons
         self.summary = _label("")
@@ -539,7 +539,7 @@ class PreparePage(_TablePage):
         self.apply_btn = _button("&Apply these changes", "Create and update the target MailUsers as planned")
         self.result = _label("")
         self.result.setAccessibleName("Result of the last apply")
-        split = QSplitter()
+        split = QSplitter(Qt.Orientation.Vertical)
         split.setChildrenCollapsible(False)
         split.addWidget(self.table)
         split.addWidget(self.detail)
@@ -660,13 +660,21 @@ def _change_detail(c: UserChange) -> str:
     if c.kind == "skip" and c.problem is not None:
         out += [f"Why: {c.problem.why}", f"What to do: {c.problem.fix}"]
         return "\n".join(out)
-    keys = list(dict.fromkeys([*c.before, *c.after]))
-    for k in keys:
+    def shown(value: Any) -> list[str]:
+        # one address per line: X500 addresses are long
+        return ([str(v) for v in value] or ["(none)"]) if isinstance(value, list | tuple) else [_show(value)]
+
+    for k in dict.fromkeys([*c.before, *c.after]):
         b, a = c.before.get(k), c.after.get(k, c.before.get(k))
         if b == a:
-            out.append(f"  {k}: {_show(b)}")
-        else:
-            out += [f"~ {k}:", f"    before: {_show(b)}", f"    after:  {_show(a)}"]
+            lines = shown(b)
+            out += [f"  {k}: {lines[0]}", *(f"      {v}" for v in lines[1:])]
+            continue
+        out.append(f"~ {k}:")
+        for label, value in (("before", b), ("after ", a)) if c.kind == "update" else (("", a),):
+            lines = shown(value)
+            head = f"    {label + ': ' if label else ''}"
+            out += [head + lines[0], *(" " * len(head) + v for v in lines[1:])]
     return "\n".join(out)
 
 
@@ -710,7 +718,7 @@ class ReadinessPage(_TablePage):
                          "xtwizard checks each user the way Microsoft's validation script does, and more. Users "
                          "that are not ready stay out of the batches until they pass; each problem says what to "
                          "do, and the safe ones can be fixed in one click.", columns, "Readiness of every user",
-                         [150, 220, 220, 100], "Only users with &problems", lambda r: bool(r.problems))
+                         [160, 220, 220, 90], "Only users with &problems", lambda r: bool(r.problems))
         icons["i"] = self.icons
         self.detail = QTextBrowser()
         self.detail.setAccessibleName("Findings for the selected user")
@@ -738,21 +746,23 @@ class ReadinessPage(_TablePage):
         buttons.addWidget(self.discard_btn)
         buttons.addStretch(1)
         fix_lay.addLayout(buttons)
-        split = QSplitter()
+        # the plan of fixes takes the detail pane's place while it is shown
+        split = QSplitter(Qt.Orientation.Vertical)
         split.setChildrenCollapsible(False)
         split.addWidget(self.table)
         split.addWidget(self.detail)
+        split.addWidget(self.fix_box)
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 2)
+        split.setStretchFactor(2, 2)
         self.body.addLayout(self.filter_row())
-        self.body.addWidget(split, 3)
+        self.body.addWidget(split, 1)
         self.body.addWidget(self.counts)
         row = QHBoxLayout()
         for b in (self.fix_btn, self.recheck_btn, self.dry_btn):
             row.addWidget(b)
         row.addWidget(self.dry_result, 1)
         self.body.addLayout(row)
-        self.body.addWidget(self.fix_box, 2)
         self.fix_box.hide()
         QWidget.setTabOrder(self.filter, self.only)
         QWidget.setTabOrder(self.only, self.table)
@@ -810,6 +820,7 @@ class ReadinessPage(_TablePage):
         plan = users_engine(self.ctx).plan_fixes([r for r in self.results if r.fixable])
         self.fixes = plan
         self.fix_plan.setPlainText("\n".join(plan.lines()))
+        self.detail.hide()
         self.fix_box.show()
         self.fix_plan.setFocus()
         self.status.set_idle(f"{_plural(len(plan.pending), 'fix', 'fixes')} planned. Read them, then press Apply "
@@ -819,6 +830,7 @@ class ReadinessPage(_TablePage):
     def discard_fixes(self) -> None:
         self.fixes = None
         self.fix_box.hide()
+        self.detail.show()
         self._sync()
 
     def apply_fixes(self) -> None:
@@ -841,8 +853,7 @@ class ReadinessPage(_TablePage):
         self._applying = False
         n = len(getattr(result, "done", []))
         if getattr(result, "cancelled", False):
-            self.fixes = None
-            self.fix_box.hide()
+            self.discard_fixes()
             self.status.set_idle(f"Stopped after {_plural(n, 'fix', 'fixes')}; nothing is half-made. Check again, "
                                  "then Fix safely to continue.")
             return
