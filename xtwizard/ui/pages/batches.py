@@ -45,6 +45,7 @@ from PySide6.QtWidgets import (
     QTextBrowser,
     QVBoxLayout,
     QWidget,
+    QWizard,
 )
 
 from ..context import AppContext
@@ -206,7 +207,7 @@ class LaunchPage(BasePage):
                          "kept together. Choose when the copy starts and when users switch over, then launch.")
         self.waves_model = RecordTableModel(WAVE_COLUMNS, self)
         self.waves_view, self.waves_proxy = record_table(self.waves_model, "Batches to launch", [70, 50, 110, 70])
-        waves_label = _label("&Batches to launch (select one to see its users):", self.waves_view)
+        waves_label = _label("Batc&hes to launch (select one to see its users):", self.waves_view)
         self.users_model = RecordTableModel(WAVE_USER_COLUMNS, self)
         self.users_view, self.users_proxy = record_table(self.users_model, "Users of the selected batch",
                                                          [210, 200, 120])
@@ -442,6 +443,9 @@ class LaunchPage(BasePage):
             text += " Exchange said: " + " ".join(warnings)
         self.status.set_ok(text + " Press Next to watch them.")
         self.changed()
+        wizard = self.wizard()
+        if wizard is not None and self.launched:  # the Launch button is gone from the focus chain: go on from Next
+            wizard.button(QWizard.WizardButton.NextButton).setFocus(Qt.FocusReason.OtherFocusReason)
 
     def _failed(self, exc: BaseException) -> None:
         self._op = None
@@ -510,7 +514,7 @@ class MonitorPage(BasePage):
         self.overall_text = _label("")
         self.overall_text.setAccessibleName("Overall progress in words")
         self.refresh_btn = _button("Refres&h now", "Refresh the progress now")
-        self.auto = QCheckBox("Refresh &every few seconds")
+        self.auto = QCheckBox("&Keep refreshing every few seconds")
         self.auto.setAccessibleName("Refresh automatically")
         self.auto.setChecked(True)
 
@@ -518,9 +522,9 @@ class MonitorPage(BasePage):
         self.batches_view, self.batches_proxy = record_table(self.batches_model, "Migration batches",
                                                              [120, 150, 120, 50, 80, 110])
         self.batches_view.setItemDelegateForColumn(2, ProgressDelegate(self.batches_proxy, lambda b: b.percent))
-        batches_label = _label("&Batches:", self.batches_view)
+        batches_label = _label("Ba&tches:", self.batches_view)
         self.start_btn = _button("&Start", "Start or resume the selected batch")
-        self.stop_btn = _button("S&top", "Stop the selected batch")
+        self.stop_btn = _button("St&op", "Stop the selected batch")
         self.complete_btn = _button("Com&plete", "Complete the selected batch: switch its copied users over now")
         self.remove_btn = _button("Remo&ve…", "Remove the selected batch")
         self.retry_btn = _button("Retr&y failed users", "Retry the failed users of the selected batch")
@@ -535,7 +539,7 @@ class MonitorPage(BasePage):
         self.search.setClearButtonEnabled(True)
         self.search.setAccessibleName("Find a user")
         find_label = _label("F&ind:", self.search)
-        self.only_problems = QCheckBox("Only users that need &attention")
+        self.only_problems = QCheckBox("Only users &with problems")
         self.only_problems.setAccessibleName("Show only users that need attention")
         self.details = QTextBrowser()
         self.details.setAccessibleName("About the selected user")
@@ -572,7 +576,7 @@ class MonitorPage(BasePage):
         self.speed.setAccessibleName("Rehearsal speed: how fast simulated time runs")
         for text, scale in SPEEDS:
             self.speed.addItem(text, scale)
-        self.skip_btn = _button("Skip ahead one ho&ur", "Rehearsal: move simulated time one hour forward")
+        self.skip_btn = _button("Skip &ahead one hour", "Rehearsal: move simulated time one hour forward")
         self.clock_text = _label("")
         self.clock_text.setAccessibleName("Simulated time")
         self.speed_box = QGroupBox("Speed up the rehearsal (simulated tenants only)")
@@ -796,7 +800,7 @@ class MonitorPage(BasePage):
         "start": ("Start the batch?", "Start (or resume) '{name}': Exchange starts copying its users, resumes "
                   "stopped ones and retries failed ones.", "&Start"),
         "stop": ("Stop the batch?", "Stop '{name}': the copy pauses for all its users; nothing is lost, and Start "
-                 "resumes it.", "S&top"),
+                 "resumes it.", "St&op"),
         "complete": ("Complete the batch?", "Complete '{name}' now: each copied user switches to the target — "
                      "their old mailbox becomes a forwarding contact. Users must restart Outlook and may need a "
                      "new profile. This cannot be undone.", "Com&plete"),
