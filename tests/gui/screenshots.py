@@ -15,7 +15,7 @@ from pathlib import Path
 import keyring.backends.fail
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QPalette
-from PySide6.QtWidgets import QApplication, QWizard
+from PySide6.QtWidgets import QAbstractItemView, QApplication, QWizard
 
 from tests.gui.conftest import UserAtBrowser
 from xtwizard.cloud.endpoints import sandbox_endpoints
@@ -126,6 +126,7 @@ def _render_palette(app: QApplication, out: Path, palette: str) -> list[Path]:
         _wait(app, lambda: w.mapping.validated and not w.mapping.busy)
         w.mapping.table.setCurrentIndex(w.mapping.proxy.index(next(
             i for i, r in enumerate(w.mapping.model.records) if r.status == "error"), 0))
+        w.mapping.table.scrollTo(w.mapping.table.currentIndex(), QAbstractItemView.ScrollHint.PositionAtCenter)
         shot("9-mapping")
         w.button(QWizard.WizardButton.NextButton).click()
         _wait(app, lambda: w.prepare.plan is not None and not w.prepare.busy)
