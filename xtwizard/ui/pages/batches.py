@@ -304,10 +304,14 @@ class LaunchPage(BasePage):
 
     # -- state --------------------------------------------------------------------------------------------
     def initializePage(self) -> None:
-        engine = batch_engine(self.ctx)
         now = QDateTime.currentDateTime()
         self.start_time.setDateTime(now.addSecs(3600))
         self.complete_time.setDateTime(now.addDays(7))
+        self.load()
+
+    def load(self) -> None:
+        """The waves still to launch and the batches already launched, from the project."""
+        engine = batch_engine(self.ctx)
         self.launched = [str(b.get("name", "")) for b in engine.recorded_batches()]
         users = engine.ready_users()
         self.waves = engine.plan_waves(users)
@@ -434,10 +438,10 @@ class LaunchPage(BasePage):
     def _launched(self, results: list[Any]) -> None:
         self._op = None
         names = [r.name for r in results]
-        self.initializePage()  # the launched waves leave the list
+        self.load()  # the launched waves leave the list
         warnings = [w for r in results for w in r.warnings]
         text = f"Launched {len(names)} batch(es): {', '.join(names)}." if names else "Nothing was launched."
-        if self._cancel.is_set() and len(names) < len(self.waves) + len(names):
+        if self._cancel.is_set() and self.waves:
             text += " Stopped before the others; press Launch to create them."
         if warnings:
             text += " Exchange said: " + " ".join(warnings)
@@ -450,7 +454,7 @@ class LaunchPage(BasePage):
     def _failed(self, exc: BaseException) -> None:
         self._op = None
         problem = explain(exc)
-        self.initializePage()  # a batch made before the failure is listed as launched, not offered again
+        self.load()  # a batch made before the failure is listed as launched, not offered again
         self.status.set_error(problem)
         self._sync()
 
