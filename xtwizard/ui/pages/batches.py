@@ -985,7 +985,7 @@ class FinishPage(BasePage):
             return "No user has completed the move yet. Once they have, the checklist for them appears here."
         engine = batch_engine(self.ctx)
         lines = [f"{len(done)} user(s) moved. For each of them:", ""]
-        lines += [f"  • {item}" for item in engine.checklist(done[0])]
+        lines += [f"  • {item}" for item in engine.checklist("each moved user")]
         lines += ["", "Moved users:"] + [f"  {u.target}" for u in done]
         return "\n".join(lines)
 
