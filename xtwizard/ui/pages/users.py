@@ -191,12 +191,15 @@ class _TablePage(BasePage):
         self.changed()
 
     def cancel(self) -> None:
-        """Cancel between changes; reads are simply dropped."""
+        """Cancel between changes; reads are simply dropped (Retry reads again)."""
+        from ...migration.problems import Problem
+
         self._cancel.set()
         if self._op is not None and not self.applying():
             self._op.cancel()
             self._op = None
-            self.status.set_idle("Cancelled.")
+            self.status.set_error(Problem("Stopped.", "Cancel was pressed before the answer came.",
+                                          "Press Retry to read again."))
             self._sync()
 
     def applying(self) -> bool:
@@ -277,7 +280,7 @@ class MappingPage(_TablePage):
         QWidget.setTabOrder(self.filter, self.only)
         QWidget.setTabOrder(self.only, self.table)
         self.auto_btn.clicked.connect(self.auto_map)
-        self.outside.toggled.connect(lambda _on: self.auto_map())
+        self.outside.toggled.connect(lambda _on: self._outside_toggled())
         self.domain.activated.connect(lambda _i: self._domain_chosen())
         self.import_btn.clicked.connect(self._import_dialog)
         self.export_btn.clicked.connect(self._export_dialog)
@@ -337,6 +340,18 @@ class MappingPage(_TablePage):
         self._hand_edited = False
         self.notes.hide()
         rows = users_engine(self.ctx).auto_map(self.in_scope(), self.domain.currentText())
+        self.check(rows, "")
+
+    def _outside_toggled(self) -> None:
+        """Add (or take away) the rows of the mailboxes outside the scoping group; other rows stay as they are."""
+        if self.mailboxes is None:
+            return
+        outside = {m.address.lower() for m in self.mailboxes if not m.in_scope}
+        rows = [r for r in self.model.records if self.outside.isChecked() or r.source.lower() not in outside]
+        if self.outside.isChecked():
+            mapped = {r.source.lower() for r in rows}
+            new = [m for m in self.mailboxes if m.address.lower() in outside and m.address.lower() not in mapped]
+            rows += users_engine(self.ctx).auto_map(new, self.domain.currentText())
         self.check(rows, "")
 
     def _domain_chosen(self) -> None:
@@ -844,10 +859,6 @@ class ReadinessPage(_TablePage):
 
     def applying(self) -> bool:
         return self._applying
-
-    def _show_progress(self, done: int, total: int, line: str) -> None:
-        if self._op is not None:
-            self.status.set_busy(line, done, total)
 
     def _fixed(self, result: Any) -> None:
         self._applying = False
