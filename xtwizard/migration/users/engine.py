@@ -141,6 +141,48 @@ def _is_not_found(exc: ExchangeError) -> bool:
     return exc.short_type == "ManagementObjectNotFoundException" or "couldn't be found" in exc.message
 
 
+class GroupJournal:
+    """begin/finish for many workers at once, written with one flush per group (group commit): each caller still
+    waits until its own record is on disk before changing the tenant, but thousands of users do not pay one
+    fsync each.  The write runs on a worker thread, so the loop keeps the requests flowing meanwhile."""
+
+    def __init__(self, project: MigrationProject) -> None:
+        self.project = project
+        self._pending: list[tuple[str, dict[str, Any], asyncio.Future[str]]] = []
+        self._flushing: asyncio.Task[None] | None = None
+
+    async def begin(self, tenant: str, step: str, action: str, target: dict[str, Any],
+                    detail: dict[str, Any] | None = None) -> str:
+        return await self._submit("begin", {"tenant": tenant, "step": step, "action": action, "target": target,
+                                            "detail": detail})
+
+    async def finish(self, op: str, *, ok: bool, target: dict[str, Any] | None = None,
+                     detail: dict[str, Any] | None = None) -> None:
+        await self._submit("finish", {"op": op, "ok": ok, "target": target, "detail": detail})
+
+    async def _submit(self, kind: str, record: dict[str, Any]) -> str:
+        fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._pending.append((kind, record, fut))
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.create_task(self._flush())
+        return await fut
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            begins = [r for k, r, _ in batch if k == "begin"]
+            finishes = [r for k, r, _ in batch if k == "finish"]
+            try:
+                ops = await asyncio.to_thread(self.project.journal_many, begins, finishes)
+            except (OSError, ValueError) as exc:
+                for _, _, fut in batch:
+                    fut.set_exception(exc)
+                continue
+            it = iter(ops)
+            for k, _, fut in batch:
+                fut.set_result(next(it) if k == "begin" else "")
+
+
 class UserEngine:
     """One project's users.  `concurrency` bounds the users worked on at once; the HTTP policy's gate bounds the
     requests in flight per tenant, and its 429 handling (Retry-After) keeps the work inside Exchange's throttle."""
@@ -150,6 +192,7 @@ class UserEngine:
         self.sleep: Sleep = sleep or asyncio.sleep
         self.concurrency = max(1, concurrency)
         self.journal = SetupJournal(ctx.project)
+        self.group = GroupJournal(ctx.project)       # the journal for bulk work (preparation, fixes)
         self.requests = 0                     # Exchange requests this engine sent (counted per call)
         self._snapshot: Snapshot | None = None
 
@@ -468,7 +511,7 @@ class UserEngine:
         detail: dict[str, Any] = {"line": c.line, "after": c.after}
         if c.kind == "update":
             detail["before"] = c.before
-        op = self.journal.begin("target", step, f"{c.kind} mailuser", target, detail)
+        op = await self.group.begin("target", step, f"{c.kind} mailuser", target, detail)
         try:
             guid = c.identity
             if c.kind == "create":
@@ -478,12 +521,12 @@ class UserEngine:
             else:
                 await self._stamp(tx, guid, c.before, c.after)
         except (ServiceError, NetworkUnavailable) as exc:
-            self.journal.finish(op, ok=False, detail={"error": str(exc)[:500]})
+            await self.group.finish(op, ok=False, detail={"error": str(exc)[:500]})
             return explain(exc, c.line)
         except UsersProblem as exc:
-            self.journal.finish(op, ok=False, detail={"error": exc.problem.what})
+            await self.group.finish(op, ok=False, detail={"error": exc.problem.what})
             return exc.problem
-        self.journal.finish(op, ok=True, target={**target, "guid": guid})
+        await self.group.finish(op, ok=True, target={**target, "guid": guid})
         return None
 
     async def _create(self, tx: ExchangeClient, c: UserChange) -> Recipient:
@@ -732,26 +775,26 @@ class UserEngine:
             sx = self.ctx.exchange("source")
             group, member = str(c.after["group"]), str(c.after["member"])
             obj = {"key": f"member:{member.lower()}", "type": "member", "name": member, "group": group}
-            op = self.journal.begin("source", STEP_FIX, "add member", obj, {"line": c.line})
+            op = await self.group.begin("source", STEP_FIX, "add member", obj, {"line": c.line})
             try:
                 await self._call(lambda: sx.add_distribution_group_member(group, member))
             except ExchangeError as exc:
                 if "MemberAlreadyExists" not in exc.short_type:
-                    self.journal.finish(op, ok=False, detail={"error": str(exc)[:500]})
+                    await self.group.finish(op, ok=False, detail={"error": str(exc)[:500]})
                     return explain(exc, c.line)
-            self.journal.finish(op, ok=True)
+            await self.group.finish(op, ok=True)
             return None
         tx = self.ctx.exchange("target")
         identity = str(c.after.get("Identity") or c.before.get("Identity"))
         obj = {"key": f"mailuser:{source.lower()}", "type": "MailUser", "name": identity}
-        op = self.journal.begin("target", STEP_FIX, f"update mailuser ({fix_id})", obj,
+        op = await self.group.begin("target", STEP_FIX, f"update mailuser ({fix_id})", obj,
                                 {"line": c.line, "before": c.before, "after": c.after})
         try:
             await self._stamp(tx, identity, c.before, c.after)
         except (ServiceError, NetworkUnavailable) as exc:
-            self.journal.finish(op, ok=False, detail={"error": str(exc)[:500]})
+            await self.group.finish(op, ok=False, detail={"error": str(exc)[:500]})
             return explain(exc, c.line)
-        self.journal.finish(op, ok=True)
+        await self.group.finish(op, ok=True)
         return None
 
     async def dry_run(self, address: str) -> Check:

@@ -271,7 +271,7 @@ def _check_address(address: str) -> None:
 def new_mail_user(ctx: Ctx) -> list[JSON]:
     t = ctx.tenant
     name = ctx.p("Name")
-    if any(r["Name"].lower() == name.lower() for r in recipients(t).values()):
+    if any(recipients(t)[g]["Name"].lower() == name.lower() for g in store.index(t).get(name.lower(), [])):
         raise name_in_use(name)
     external = _addr(ctx.p("ExternalEmailAddress"))
     _check_address(external)
@@ -315,7 +315,7 @@ def new_mail_user(ctx: Ctx) -> list[JSON]:
     }
     r["ExchangeObjectId"] = r["Guid"]
     recipients(t)[r["Guid"]] = r
-    store.changed(t)
+    store.reindex(t, r["Guid"], None)
     ctx.state.touch()
     return [recipient_out(ctx, r)]
 
@@ -340,8 +340,8 @@ def set_mail_user(ctx: Ctx) -> list[JSON]:
         if ctx.given(key):
             value = ctx.p(key) or ZERO_GUID
             if value != ZERO_GUID:
-                clash = [o for o in recipients(t).values() if o is not r and value in (o.get("ExchangeGuid"),
-                                                                                       o.get("ArchiveGuid"))]
+                clash = [o for o in (recipients(t)[g] for g in store.index(t).get(value.lower(), []))
+                         if o is not r and value in (o.get("ExchangeGuid"), o.get("ArchiveGuid"))]
                 if clash:
                     raise CmdletError(TASK, f"The {key} '{value}' is already used by '{clash[0]['Name']}'.")
             r[key] = value
@@ -384,7 +384,11 @@ def set_mail_user(ctx: Ctx) -> list[JSON]:
             r[key] = ctx.p(key)
     if ctx.p("EnableLitigationHoldForMigration"):
         r["RecoverableItemsQuota"] = "100 GB (107,374,182,400 bytes)"
-    _no_change_warning(ctx, before, r)
+    if before == r:
+        _no_change_warning(ctx, before, r)
+    else:
+        store.reindex(t, r["Guid"], before)
+        ctx.state.touch()
     return []
 
 

@@ -257,18 +257,42 @@ def index(t: Tenant) -> dict[str, list[str]]:
         return cached[1]
     idx: dict[str, list[str]] = {}
     for g, r in recipients(t).items():
-        keys = {r.get("Name"), r.get("Alias"), r.get("DisplayName"), r.get("UserPrincipalName"), g,
-                r.get("ExternalDirectoryObjectId"), r.get("LegacyExchangeDN"), r.get("PrimarySmtpAddress")}
-        if r.get("ExchangeGuid") not in (None, ZERO_GUID):
-            keys.add(r["ExchangeGuid"])
-        if r.get("ArchiveGuid") not in (None, ZERO_GUID):
-            keys.add(r["ArchiveGuid"])
-        keys.update(smtp_addresses(r))
-        for k in keys:
-            if k:
-                idx.setdefault(str(k).lower(), []).append(g)
+        for k in _keys(g, r):
+            idx.setdefault(k, []).append(g)
     _index_cache[t] = (v, idx)
     return idx
+
+
+def _keys(g: str, r: JSON) -> set[str]:
+    keys = {r.get("Name"), r.get("Alias"), r.get("DisplayName"), r.get("UserPrincipalName"), g,
+            r.get("ExternalDirectoryObjectId"), r.get("LegacyExchangeDN"), r.get("PrimarySmtpAddress")}
+    if r.get("ExchangeGuid") not in (None, ZERO_GUID):
+        keys.add(r["ExchangeGuid"])
+    if r.get("ArchiveGuid") not in (None, ZERO_GUID):
+        keys.add(r["ArchiveGuid"])
+    keys.update(smtp_addresses(r))
+    return {str(k).lower() for k in keys if k}
+
+
+def reindex(t: Tenant, guid: str, before: JSON | None) -> None:
+    """One recipient created (`before` None) or changed: update the identity index in place instead of
+    `changed(t)`, whose full rebuild on the next lookup makes a run of thousands of writes quadratic."""
+    cached = _index_cache.get(t)
+    if cached is None or cached[0] != _versions.get(t, 0):
+        changed(t)  # no current index: the next lookup builds one
+        return
+    idx = cached[1]
+    if before is not None:
+        for k in _keys(guid, before):
+            guids = idx.get(k)
+            if guids and guid in guids:
+                guids.remove(guid)
+                if not guids:
+                    del idx[k]
+    r = recipients(t).get(guid)
+    if r is not None:
+        for k in _keys(guid, r):
+            idx.setdefault(k, []).append(guid)
 
 
 def owner_of_address(t: Tenant, address: str) -> str | None:
