@@ -225,11 +225,10 @@ class MappingPage(_TablePage):
     """The mailboxes that move and the target address of each: auto-mapped, edited, or imported from a CSV."""
 
     def __init__(self, ctx: AppContext) -> None:
-        icons: dict[str, StatusIcons] = {}
         columns = [
             Column("Status", _mapping_status, sort_key=lambda r: ("error", "warning", "", "ok").index(r.status)
                    if r.status in ("error", "warning", "", "ok") else 9,
-                   icon=lambda r: icons["i"](r.status), tip=_mapping_note),
+                   icon=lambda r: self.icons(r.status), tip=_mapping_note),
             Column("Source mailbox", lambda r: r.source),
             Column("Target address", lambda r: r.target,
                    edit=lambda r, text: replace(r, target=text, status="", message="", fix="")),
@@ -241,7 +240,6 @@ class MappingPage(_TablePage):
                          "(double-click it, or F2), or import a CSV with SourceUser and TargetUser columns.", columns,
                          "Source mailboxes and their target addresses", [110, 250, 250],
                          "Only rows with &problems", lambda r: r.status in ("warning", "error"))
-        icons["i"] = self.icons
         self.domain = QComboBox()
         self.domain.setAccessibleName("Target domain for the new addresses")
         self.auto_btn = _button("&Auto-map", "Fill in every target address from the alias and the target domain")
@@ -330,7 +328,8 @@ class MappingPage(_TablePage):
         else:
             self.auto_map()
 
-    def in_scope(self) -> list[SourceMailbox]:
+    def to_map(self) -> list[SourceMailbox]:
+        """The mailboxes Auto-map maps: the scoping group's members, or every mailbox when asked."""
         return [m for m in self.mailboxes or [] if m.in_scope or self.outside.isChecked()]
 
     # --- mapping ---------------------------------------------------------------------------------------------
@@ -339,7 +338,7 @@ class MappingPage(_TablePage):
             return
         self._hand_edited = False
         self.notes.hide()
-        rows = users_engine(self.ctx).auto_map(self.in_scope(), self.domain.currentText())
+        rows = users_engine(self.ctx).auto_map(self.to_map(), self.domain.currentText())
         self.check(rows, "")
 
     def _outside_toggled(self) -> None:
@@ -385,9 +384,9 @@ class MappingPage(_TablePage):
             self.status.set_idle(prefix + "No mailbox to map: the scoping group has no members yet. Add members on "
                                  "the scoping group page, or tick 'Also map mailboxes outside the scoping group'.")
         elif errors:
-            self.status.set_idle(prefix + f"{_plural(errors, 'row needs', 'rows need')} attention: select one to read what to do. "
-                                 f"{_plural(usable, 'user')} can go ahead; rows with problems are kept and "
-                                 "explained again on the next pages.")
+            self.status.set_idle(prefix + f"{_plural(errors, 'row needs', 'rows need')} attention: select one to "
+                                 f"read what to do. {_plural(usable, 'user')} can go ahead; rows with problems are "
+                                 "kept and explained again on the next pages.")
         else:
             self.status.set_ok(prefix + f"{_plural(usable, 'user')} mapped. Next: prepare their target MailUsers.")
         self._show_current(self.table.currentIndex())
@@ -529,11 +528,10 @@ class PreparePage(_TablePage):
     """The preparation plan (per user, per attribute before → after), then Apply with progress and Cancel."""
 
     def __init__(self, ctx: AppContext) -> None:
-        icons: dict[str, StatusIcons] = {}
         columns = [
             Column("Change", lambda c: KIND_TEXT.get(c.kind, c.kind),
                    sort_key=lambda c: ("skip", "create", "update", "keep").index(c.kind)
-                   if c.kind in KIND_TEXT else 9, icon=lambda c: icons["i"](KIND_STATUS.get(c.kind, ""))),
+                   if c.kind in KIND_TEXT else 9, icon=lambda c: self.icons(KIND_STATUS.get(c.kind, ""))),
             Column("Source mailbox", lambda c: c.source),
             Column("Target MailUser", lambda c: c.target),
             Column("Attributes that change", _change_summary, tip=lambda c: c.text()),
@@ -544,7 +542,6 @@ class PreparePage(_TablePage):
                          "will create or change; nothing has changed yet. Select a user to see every attribute "
                          "before → after.", columns, "Target MailUsers to prepare", [140, 250, 250],
                          "&Only users with changes", lambda c: c.kind != "keep")
-        icons["i"] = self.icons
         self.summary = _label("")
         self.summary.setAccessibleName("Summary of the plan")
         self.detail = QPlainTextEdit()
@@ -719,10 +716,9 @@ class ReadinessPage(_TablePage):
     their plan is shown, and a dry run of the move service for one user."""
 
     def __init__(self, ctx: AppContext) -> None:
-        icons: dict[str, StatusIcons] = {}
         columns = [
             Column("Readiness", _ready_text, sort_key=lambda r: ("error", "warning", "ok").index(_ready_status(r)),
-                   icon=lambda r: icons["i"](_ready_status(r))),
+                   icon=lambda r: self.icons(_ready_status(r))),
             Column("Source mailbox", lambda r: r.source),
             Column("Target MailUser", lambda r: r.target),
             Column("One-click fix", lambda r: _plural(len(r.fixable), "fix", "fixes") if r.fixable else "",
@@ -734,7 +730,6 @@ class ReadinessPage(_TablePage):
                          "that are not ready stay out of the batches until they pass; each problem says what to "
                          "do, and the safe ones can be fixed in one click.", columns, "Readiness of every user",
                          [160, 220, 220, 90], "Only users with &problems", lambda r: bool(r.problems))
-        icons["i"] = self.icons
         self.detail = QTextBrowser()
         self.detail.setAccessibleName("Findings for the selected user")
         self.detail.setOpenLinks(False)
