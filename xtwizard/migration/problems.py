@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import errno
 from dataclasses import dataclass
 
 from ..cloud.arm import ArmError
@@ -143,6 +144,14 @@ def _explain(exc: BaseException) -> Problem:
                        "The network is down, a proxy or firewall blocks the connection, or the service is "
                        "not answering.", "Check the internet connection and press Retry. Nothing was changed.",
                        _stamp(f"NetworkUnavailable {exc.service} {exc.route}: {exc.cause.__class__.__name__}"))
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" ({exc.filename})" if exc.filename else ""
+        return Problem("The disk is full: xtwizard could not save the project.",
+                       f"Every change is written to the project's journal before and after it is made; writing it "
+                       f"failed{where}, so the run stopped. A change that was under way is checked by the next run.",
+                       "Free some disk space (or move the project folder to a disk with space) and press Retry: "
+                       "the run picks up where it stopped and finds what was already made.",
+                       _stamp(f"OSError {exc.errno} {exc.strerror}{where}"), retryable=True)
     code = getattr(exc, "code", None) or getattr(exc, "exception_type", None)
     status = getattr(exc, "status", None)
     request_id = getattr(exc, "request_id", None)

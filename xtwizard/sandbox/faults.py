@@ -1,6 +1,8 @@
 """Injected faults: latency, throttling storms, server errors and dropped connections, per route or global.
 
-A rule matches by service, method and a glob on the path.  `count` makes a storm of N requests; without
+A rule matches by service, method, a glob on the path and, for Exchange, the cmdlet (`InvokeCommand` serves
+every cmdlet on one path).  `drop` closes the connection before the request is carried out; `lose` carries
+it out and then closes the connection, so the client never learns that its change was made.  `count` makes a storm of N requests; without
 it the rule stays until removed.  Settings that are not per-request (replication delay, token lifetime)
 live in `SandboxState.settings`.
 """
@@ -13,7 +15,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-KINDS = ("latency", "throttle", "error", "drop")
+KINDS = ("latency", "throttle", "error", "drop", "lose")
 
 
 class FaultSpecError(ValueError):
@@ -31,12 +33,14 @@ class FaultRule:
     retry_after: int = 2
     latency_ms: int = 0
     message: str = ""
+    cmdlet: str = ""
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     hits: int = 0
 
-    def matches(self, service: str, method: str, path: str) -> bool:
+    def matches(self, service: str, method: str, path: str, cmdlet: str = "") -> bool:
         return (self.service in ("*", service) and self.method.upper() in ("*", method.upper())
-                and fnmatch.fnmatchcase(path.lower(), self.path.lower()))
+                and fnmatch.fnmatchcase(path.lower(), self.path.lower())
+                and (not self.cmdlet or self.cmdlet.lower() == cmdlet.lower()))
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -46,7 +50,7 @@ def parse_rule(spec: Any) -> FaultRule:
     if not isinstance(spec, dict):
         raise FaultSpecError("A fault is a JSON object, e.g. {\"kind\": \"throttle\", \"count\": 3}.")
     unknown = set(spec) - {"kind", "service", "method", "path", "count", "status", "retry_after",
-                           "latency_ms", "message"}
+                           "latency_ms", "message", "cmdlet"}
     if unknown:
         raise FaultSpecError(f"Unknown fault field(s): {sorted(unknown)}.")
     kind = spec.get("kind")
@@ -59,7 +63,7 @@ def parse_rule(spec: Any) -> FaultRule:
             count=None if spec.get("count") is None else int(spec["count"]),
             status=int(spec.get("status", 429 if kind == "throttle" else 503 if kind == "error" else 0)),
             retry_after=int(spec.get("retry_after", 2)), latency_ms=int(spec.get("latency_ms", 0)),
-            message=str(spec.get("message", "")),
+            message=str(spec.get("message", "")), cmdlet=str(spec.get("cmdlet", "")),
         )
     except (TypeError, ValueError):
         raise FaultSpecError("count, status, retry_after and latency_ms must be integers.") from None
@@ -101,12 +105,12 @@ class FaultSet:
         with self._lock:
             return sum(r.latency_ms for r in self._rules if r.kind == "latency" and r.matches(service, method, path))
 
-    def take(self, service: str, method: str, path: str) -> list[FaultRule]:
+    def take(self, service: str, method: str, path: str, cmdlet: str = "") -> list[FaultRule]:
         """The rules this request triggers; counted rules are used up."""
         fired: list[FaultRule] = []
         with self._lock:
             for r in list(self._rules):
-                if r.matches(service, method, path):
+                if r.matches(service, method, path, cmdlet):
                     r.hits += 1
                     fired.append(r)
                     if r.count is not None:

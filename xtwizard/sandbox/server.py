@@ -30,7 +30,7 @@ from .backends.graph import GraphBackend
 from .backends.identity import IdentityBackend
 from .backends.keyvault import KeyVaultBackend
 from .clock import SandboxClock
-from .exchange.invoke import THROTTLED, TenantThrottle, invoke_tenant
+from .exchange.invoke import THROTTLED, TenantThrottle, invoke_cmdlet, invoke_tenant
 from .faults import FaultSet, parse_rule
 from .http import Headers, HttpError, Request, Response
 from .scenario import build_state, load_scenario
@@ -343,10 +343,13 @@ class Sandbox:
 
     def _faulted(self, backend: Backend, req: Request) -> Response | None:
         # Injected latency waits outside the state lock: concurrent requests really overlap.
-        for rule in self.faults.take(req.service, req.method, req.path):
+        for rule in self.faults.take(req.service, req.method, req.path, invoke_cmdlet(req)):
             if rule.kind == "latency":
                 self._stop.wait(rule.latency_ms / 1000)  # real latency, seen by real clients
             elif rule.kind == "drop":
+                return None
+            elif rule.kind == "lose":  # carried out, but the answer never reaches the client
+                self._run(backend, req)
                 return None
             elif rule.kind == "throttle":
                 return backend.throttled(req, rule.status, rule.retry_after, rule.message)

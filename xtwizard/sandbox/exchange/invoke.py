@@ -76,6 +76,17 @@ class TenantThrottle:
                 c.update(peak=c["in_flight"], admitted=0, throttled=0)
 
 
+def invoke_cmdlet(req: Request) -> str:
+    """The cmdlet an InvokeCommand request runs ("" for other requests or unreadable bodies), for fault rules."""
+    if req.service != "exchange" or not INVOKE_PATH.match(req.path):
+        return ""
+    try:
+        name = json.loads(req.body.decode("utf-8"))["CmdletInput"]["CmdletName"]
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError):
+        return ""
+    return name.strip() if isinstance(name, str) else ""
+
+
 def invoke_tenant(st: Any, req: Request) -> str | None:
     """The id of the tenant an InvokeCommand request is for; None for other requests or unknown tenants."""
     m = INVOKE_PATH.match(req.path) if req.service == "exchange" and req.method == "POST" else None
