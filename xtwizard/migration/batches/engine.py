@@ -22,7 +22,7 @@ from ...cloud.graph import GraphClient
 from ...cloud.service import ServiceError
 from ..problems import Problem, explain, explain_move_failure
 from ..project import MigrationProject
-from ..setup.journal import SetupJournal
+from ..setup.journal import TEARDOWN_STEP, SetupJournal
 from ..setup.model import ApplyResult, Change, Plan
 from .model import (
     MAX_BATCH_USERS,
@@ -77,6 +77,11 @@ STATUS_STAGE = {
 # [U] a rough copy rate for estimates only: Microsoft quotes no figure; cloud-to-cloud moves often run near 1 GB/h.
 ESTIMATE_BYTES_PER_HOUR = 1 << 30
 BATCH_NAME_LIMIT = 64
+# What goes with an object teardown removes (its journal entry says so, and the setup forgets them too).
+GOES_WITH = {"source-sp": ("source-grant",), "target-sp": ("target-grant",),
+             "app": ("target-sp", "target-grant", "secret", "app-certificate"),
+             "resource-group": ("vault", "vault-admin-role", "vault-exchange-role", "certificate"),
+             "vault": ("vault-admin-role", "vault-exchange-role", "certificate")}
 
 
 def stage_of(status: str) -> str:
@@ -565,11 +570,12 @@ class BatchEngine:
 
     # --- teardown ---------------------------------------------------------------------------------------------
     def _setup_history(self) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]], list[dict[str, Any]]]:
-        """(objects the setup CREATED by key, the state BEFORE our first update of each adopted object by key,
-        every client secret we added) — from the journal, the truth of what we did."""
+        """(objects the setup CREATED — or ADDED, like a member — by key; the state BEFORE our first update of
+        each adopted object by key; every credential we added to the app: each client secret and certificate,
+        with `kind` "secret" or "app-certificate") — from the journal, the truth of what we did."""
         created: dict[str, dict[str, Any]] = {}
         before: dict[str, dict[str, Any]] = {}
-        secrets: list[dict[str, Any]] = []
+        credentials: list[dict[str, Any]] = []
         intents: dict[str, dict[str, Any]] = {}
         for e in self.ctx.project.entries():
             key = str(e.target.get("key", ""))
@@ -578,33 +584,57 @@ class BatchEngine:
             if e.phase != "done" or not key:
                 continue
             if e.action.startswith("remove"):
-                created.pop(key, None)
-                before.pop(key, None)
+                for k in (key, *e.target.get("also", ())):
+                    created.pop(k, None)
+                    before.pop(k, None)
                 if key.startswith("secret:"):
-                    secrets[:] = [x for x in secrets if x.get("keyId") != key.split(":", 1)[1]]
-            elif e.action.startswith("create"):
+                    credentials[:] = [x for x in credentials if x.get("keyId") != key.split(":", 1)[1]]
+                elif key == "app-certificate":
+                    credentials[:] = [x for x in credentials if x["kind"] != key]
+            elif e.action.startswith(("create", "add")):
                 created[key] = {**created.get(key, {}), **e.target}
-                if key == "secret" and e.target.get("keyId"):
-                    secrets.append(dict(e.target))
+                if key in ("secret", "app-certificate"):  # each one a new credential on the app
+                    credentials.append({**e.target, "kind": key})
             elif e.action.startswith("update") and key not in created:
                 first = before.setdefault(key, {})
                 for k, v in ((e.detail or intents.get(e.op, {})).get("before") or {}).items():
                     first.setdefault(k, v)
-        return created, before, secrets
+        return created, before, credentials
 
     async def plan_teardown(self) -> Plan:
         """What to remove once the move is done, from the journal's created objects and the setup's updates:
         our finished batches, the endpoint, the capabilities we added to both organization relationships (or
-        the relationships we created), the source consent, the app's credential and the app, the Key Vault
-        objects, the scoping group.  Adopted objects are listed as kept, never removed."""
+        the relationships we created), the source consent, the app (or, on an adopted app, the secrets and
+        certificates we added), the Key Vault objects, the scoping group (or, in an adopted one, the members we
+        added).  Adopted objects are listed as kept, never removed.
+
+        A removal a crash left unfinished is closed first, from what the tenants show (the plan lists the
+        objects still there): gone means it was made."""
         try:
-            return await self._plan_teardown()
+            plan = await self._plan_teardown()
         except ServiceError as exc:
             raise BatchProblem(explain(exc, doing="Read what the setup made")) from None
+        self._close_unfinished(plan)
+        return plan
+
+    def _close_unfinished(self, plan: Plan) -> None:
+        still = {c.key for c in plan.changes if c.kind in ("remove", "update", "wait")}
+        for e in self.ctx.project.unfinished():
+            if e.step != TEARDOWN_STEP:
+                continue
+            key = str(e.target.get("key") or f"batch:{e.target.get('name', '')}")
+            pending = key in still  # the plan lists only what is still there (or not yet put back)
+            made = self.journal.resolve(e, {} if pending else None,
+                                        done=not pending if e.action.startswith("update") else None)
+            if made and key.startswith("batch:"):
+                rec = self._record(key.split(":", 1)[1])
+                if rec is not None and not rec.get("removed"):
+                    rec["removed"] = _iso(self.now())
+                    self.ctx.project.save()
 
     async def _plan_teardown(self) -> Plan:
-        created, before, secrets = self._setup_history()
-        known = self.journal.known()
+        created, before, credentials = self._setup_history()
+        known = self.journal.known(removing=True)
         ch: list[Change] = []
         warnings: list[str] = []
         t_ident, s_ident = self.ctx.identities["target"], self.ctx.identities["source"]
@@ -628,13 +658,13 @@ class BatchEngine:
                 ch.append(Change("target", "teardown", "remove", f"batch:{name}",
                                  f"Remove the finished migration batch '{name}' ({b.counts['completed']} completed, "
                                  f"{b.counts['failed'] + b.counts['stopped']} not moved)"))
-        # Batches in the target that are not ours but use our endpoint also hold it.
         endpoint_name = str(known.get("endpoint", {}).get("name", ""))
 
         # 2. The endpoint.
         endpoints = {e.identity.lower(): e for e in await tx.migration_endpoints()}
         if endpoint_name and endpoint_name.lower() in endpoints:
             if "endpoint" in created:
+                # Batches in the target that are not ours but use our endpoint also hold it.
                 others = [b.name for b in snapshot.batches if not b.ours and b.status != "Removed"]
                 if others:
                     warnings.append(f"Other batches exist in the target ({', '.join(others[:5])}); if one uses the "
@@ -671,6 +701,8 @@ class BatchEngine:
                 revert = {k: v for k, v in was.items() if k in now and now[k] != v}
                 if "DomainNames" in revert:  # remove only the tenant ID we added, keep what others added since
                     revert["DomainNames"] = [d for d in now["DomainNames"] if d.lower() != partner.lower()]
+                    if revert["DomainNames"] == now["DomainNames"]:
+                        del revert["DomainNames"]
                 if revert:
                     ch.append(Change(side, "teardown", "update", key,
                                      f"Take back what xtwizard added to the organization relationship '{name}' in the "
@@ -683,23 +715,28 @@ class BatchEngine:
                                  "xtwizard adopted it unchanged"))
 
         # 4. The source's consent (the app's service principal there, or the grant alone).
+        grant_resource = ""
         if "source-sp" in created:
             sp_id = str(created["source-sp"].get("id", ""))
             if sp_id and await self._exists(lambda: sg.get_service_principal(sp_id)):
                 ch.append(Change("source", "teardown", "remove", "source-sp",
                                  "Remove the migration app's consent in the source (its enterprise application)"))
         elif "source-grant" in created and "source-sp" in known:
-            ch.append(Change("source", "teardown", "remove", "source-grant",
-                             "Take back the Mailbox.Migration permission granted to the app in the source"))
+            sp_id, grant_id = str(known["source-sp"].get("id", "")), str(created["source-grant"].get("id", ""))
+            grants = (await self._exists(lambda: sg.app_role_assignments(sp_id)) or []) if sp_id else []
+            grant = next((a for a in grants if a.id == grant_id), None)
+            if grant is not None:
+                grant_resource = grant.resource_id
+                ch.append(Change("source", "teardown", "remove", "source-grant",
+                                 "Take back the Mailbox.Migration permission granted to the app in the source"))
 
         # 5. The app and its credentials.
-        app_rec = known.get("app") or {}
-        app_id = str(app_rec.get("id", ""))
-        app = None
-        if app_id:
-            app = await self._exists(lambda: tg.get_application(app_id))
+        app_id = str((known.get("app") or {}).get("id", ""))
+        app = await self._exists(lambda: tg.get_application(app_id)) if app_id else None
+        ours_on_app: list[dict[str, Any]] = []
         if app is not None and "app" in created:
-            if "target-sp" in created:
+            sp_id = str(created.get("target-sp", {}).get("id", ""))
+            if sp_id and await self._exists(lambda: tg.get_service_principal(sp_id)):
                 ch.append(Change("target", "teardown", "remove", "target-sp",
                                  "Remove the migration app's enterprise application in the target"))
             ch.append(Change("target", "teardown", "remove", "app",
@@ -709,48 +746,100 @@ class BatchEngine:
             ch.append(Change("target", "teardown", "keep", "app",
                              f"Keep the app registration '{app.display_name}': it was there before xtwizard"))
             have = {p.key_id for p in app.password_credentials}
-            for sec in secrets:
-                if sec.get("keyId") in have:
-                    ch.append(Change("target", "teardown", "remove", f"secret:{sec['keyId']}",
-                                     f"Remove the client secret '{sec.get('name', '')}' xtwizard added to it"))
+            for cred in credentials:
+                if cred["kind"] == "secret" and cred.get("keyId") in have:
+                    ch.append(Change("target", "teardown", "remove", f"secret:{cred['keyId']}",
+                                     f"Remove the client secret '{cred.get('name', '')}' xtwizard added to it"))
+            thumbprints = {str(c.get("thumbprint", "")).upper() for c in credentials if c["kind"] == "app-certificate"}
+            if thumbprints:
+                on_app = await tg.get_application_key_credentials(app.id)
+                ours_on_app = [k for k in on_app if _thumbprint(k) in thumbprints]
+                if ours_on_app:
+                    ch.append(Change("target", "teardown", "remove", "app-certificate",
+                                     f"Remove the certificate{'s' if len(ours_on_app) > 1 else ''} xtwizard added to it "
+                                     f"({', '.join(_thumbprint(k) for k in ours_on_app)}); its other certificates "
+                                     "stay"))
 
         # 6. Key Vault objects (certificate mode): the resource group or vault we made, and the roles we gave.
-        arm = getattr(self.ctx, "arm", None)
-        if arm is not None and any(k in created for k in ("resource-group", "vault", "vault-admin-role",
-                                                          "vault-exchange-role", "certificate")):
-            if "resource-group" in created:
-                ch.append(Change("target", "teardown", "remove", "resource-group",
-                                 f"Delete the Azure resource group '{created['resource-group'].get('name')}' with its "
-                                 "key vault, certificate and role assignments"))
-            else:
-                for key in ("vault-admin-role", "vault-exchange-role"):
-                    if key in created and created[key].get("id"):
-                        ch.append(Change("target", "teardown", "remove", key,
-                                         f"Remove the Key Vault role '{created[key].get('role', key)}' xtwizard gave"))
-                if "vault" in created:
-                    ch.append(Change("target", "teardown", "remove", "vault",
-                                     f"Delete the key vault '{created['vault'].get('name')}' (soft-deleted first: "
-                                     "Azure keeps it recoverable for its retention days)"))
-                elif "certificate" in created:
-                    ch.append(Change("target", "teardown", "remove", "certificate",
-                                     "Delete the migration certificate from the key vault"))
+        await self._plan_vault(created, known, ch)
 
-        # 7. The scoping group (adopted groups are not journaled: the source relationship names it).
-        group = str(known.get("scope-group", {}).get("name", "")) or scope_from_relationship
-        if group:
-            found = await self._exists(lambda: sx.distribution_groups(group))
-            if found and "scope-group" in created:
-                ch.append(Change("source", "teardown", "remove", "scope-group",
-                                 f"Remove the scoping group '{group}' in the source"))
-            elif found:
-                ch.append(Change("source", "teardown", "keep", "scope-group",
-                                 f"Keep the scoping group '{group}': it was there before xtwizard"))
+        # 7. The scoping group (adopted groups are not journaled: the source relationship names it); in an adopted
+        # group, the members xtwizard added (the setup's --members, the readiness fix) go, the customer's stay.
+        group = str(known.get("scope-group", {}).get("name", "")) or scope_from_relationship or self._scope_group()
+        found = await self._exists(lambda: sx.distribution_groups(group)) if group else None
+        if found and "scope-group" in created:
+            ch.append(Change("source", "teardown", "remove", "scope-group",
+                             f"Remove the scoping group '{group}' in the source"))
+        elif found:
+            ch.append(Change("source", "teardown", "keep", "scope-group",
+                             f"Keep the scoping group '{group}': it was there before xtwizard"))
+            added = {k.split(":", 1)[1].lower(): v for k, v in created.items() if k.startswith("member:")}
+            if added:
+                members = await sx.distribution_group_members(found[0].identity)
+                for m in members:
+                    address = m.primary_smtp_address.lower()
+                    if address in added:
+                        ch.append(Change("source", "teardown", "remove", f"member:{address}",
+                                         f"Take {m.primary_smtp_address} out of the scoping group '{group}' (xtwizard "
+                                         "added them)"))
         if "org-customization" in known:
             ch.append(Change("target", "teardown", "keep", "org-customization",
                              "Organization customization stays enabled in the target (it cannot be undone and "
                              "does no harm)"))
-        self._teardown_facts = {"created": created, "before": before, "app": app}
+        self._teardown_facts = {"created": created, "app": app, "grant_resource": grant_resource,
+                                "group_id": found[0].identity if found else group, "certificates": ours_on_app}
         return Plan(ch, warnings)
+
+    async def _plan_vault(self, created: dict[str, dict[str, Any]], known: dict[str, dict[str, Any]],
+                          ch: list[Change]) -> None:
+        """The Key Vault mode's objects that are still there: the resource group we made (with all in it); else
+        the certificate in an adopted vault (first: the role we gave lets us delete it), the roles we gave, and
+        the vault we made."""
+        keys = ("resource-group", "vault", "vault-admin-role", "vault-exchange-role", "certificate")
+        arm_of = getattr(self.ctx, "arm", None)
+        if arm_of is None or not any(k in created for k in keys):
+            return
+        arm = arm_of("target")
+        vault_rec = known.get("vault") or {}
+        subscription = str(vault_rec.get("subscription", ""))
+        if "resource-group" in created:
+            rg = created["resource-group"]
+            rg_id = str(rg.get("id", ""))
+            subscription = rg_id.split("/")[2] if rg_id.count("/") > 2 else subscription
+            if await arm.get_resource_group(subscription, str(rg.get("name"))) is not None:
+                ch.append(Change("target", "teardown", "remove", "resource-group",
+                                 f"Delete the Azure resource group '{rg.get('name')}' with its key vault, certificate "
+                                 "and role assignments (Azure keeps the vault recoverable for its retention days)"))
+            return
+        vault = await arm.find_vault(subscription, str(vault_rec.get("resourceGroup")), str(vault_rec.get("name")))
+        if vault is None:
+            return
+        if "certificate" in created and "vault" not in created:
+            from ..setup.engine import CERTIFICATE_NAME
+
+            kv = self._vault_certificates(str(vault_rec.get("name")))
+            try:
+                cert = await kv.afind(CERTIFICATE_NAME)
+            finally:
+                await kv.aclose()
+            if cert is not None:
+                ch.append(Change("target", "teardown", "remove", "certificate",
+                                 f"Delete the migration certificate '{CERTIFICATE_NAME}' from the key vault "
+                                 f"'{vault.name}' (the vault stays: it was there before xtwizard)"))
+        given = {a.id.lower() for a in await arm.role_assignments(vault.id)}
+        for key in ("vault-admin-role", "vault-exchange-role"):
+            if key in created and str(created[key].get("id", "")).lower() in given:
+                ch.append(Change("target", "teardown", "remove", key,
+                                 f"Remove the Key Vault role '{created[key].get('role', key)}' xtwizard gave"))
+        if "vault" in created:
+            ch.append(Change("target", "teardown", "remove", "vault",
+                             f"Delete the key vault '{vault.name}' (soft-deleted: Azure keeps it recoverable for its "
+                             "retention days)"))
+
+    def _vault_certificates(self, vault_name: str) -> Any:
+        from ..setup.engine import SetupEngine
+
+        return SetupEngine(self.ctx).vault_certificates(vault_name)  # type: ignore[arg-type]
 
     @staticmethod
     async def _exists(read: Callable[[], Awaitable[Any]]) -> Any:
@@ -758,7 +847,7 @@ class BatchEngine:
         try:
             found = await read()
         except ServiceError as exc:
-            if exc.status == 404 or "couldn't be found" in exc.message or "NotFound" in exc.code:
+            if _gone(exc):
                 return None
             raise
         return found if found not in ([], None) else None
@@ -791,21 +880,28 @@ class BatchEngine:
             raise BatchProblem(Problem("The teardown plan is out of date.", "Apply the plan from plan_teardown.",
                                        "Plan the teardown again, then apply it.", retryable=True))
         kind = c.key.split(":")[0]
-        name = c.key.split(":", 1)[1] if ":" in c.key else str(self.journal.known().get(c.key, {}).get("name", kind))
+        name = c.key.split(":", 1)[1] if ":" in c.key else str(
+            self.journal.known(removing=True).get(c.key, {}).get("name", kind))
         target: dict[str, Any] = {"type": kind, "name": name}
         if not c.key.startswith("batch:"):
             target["key"] = c.key  # the setup's key: its journal view forgets what teardown removed
+        if c.kind == "remove" and c.key in GOES_WITH:
+            target["also"] = list(GOES_WITH[c.key])
         detail: dict[str, Any] = {"line": c.line}
         if c.kind == "update":
             detail.update(before=c.before, after=c.after)
-        op = self.journal.begin(c.tenant, "teardown", f"{'update' if c.kind == 'update' else 'remove'} {kind}",
+        op = self.journal.begin(c.tenant, TEARDOWN_STEP, f"{'update' if c.kind == 'update' else 'remove'} {kind}",
                                 target, detail)
         try:
             await self._teardown_do(c, name, facts)
         except ServiceError as exc:
-            self.journal.finish(op, ok=False, detail={"error": str(exc)[:500]})
-            raise BatchProblem(explain(exc, doing=c.line)) from None
-        self.journal.finish(op, ok=True)
+            if c.kind == "remove" and _gone(exc):  # removed meanwhile (by someone else, or an earlier run)
+                self.journal.finish(op, ok=True, detail={"resolved": "already gone"})
+            else:
+                self.journal.finish(op, ok=False, detail={"error": str(exc)[:500]})
+                raise BatchProblem(explain(exc, doing=c.line)) from None
+        else:
+            self.journal.finish(op, ok=True)
         if c.key.startswith("batch:"):
             rec = self._record(name)
             if rec is not None:
@@ -814,7 +910,7 @@ class BatchEngine:
 
     async def _teardown_do(self, c: Change, name: str, facts: dict[str, Any]) -> None:
         created: dict[str, dict[str, Any]] = facts["created"]
-        known = self.journal.known()
+        known = self.journal.known(removing=True)
         tx, sx = self.ctx.exchange("target"), self.ctx.exchange("source")
         tg, sg = self.ctx.graph("target"), self.ctx.graph("source")
         if c.key.startswith("batch:"):
@@ -840,28 +936,37 @@ class BatchEngine:
         elif c.key == "source-sp":
             await sg.delete_service_principal(str(created["source-sp"]["id"]))
         elif c.key == "source-grant":
-            grant = created["source-grant"]
-            exo = await sg.get_service_principal_by_app_id("00000002-0000-0ff1-ce00-000000000000")
-            if exo is not None:
-                await sg.revoke_app_role(exo.id, str(grant["id"]))
+            await sg.revoke_app_role(str(facts["grant_resource"]), str(created["source-grant"]["id"]))
         elif c.key == "target-sp":
             await tg.delete_service_principal(str(created["target-sp"]["id"]))
         elif c.key == "app":
             await tg.delete_application(str(known["app"]["id"]))
         elif c.key.startswith("secret:"):
             await tg.remove_password(str(known["app"]["id"]), c.key.split(":", 1)[1])
+        elif c.key == "app-certificate":  # PATCH replaces the whole collection: write back all but ours
+            ours = {_thumbprint(k) for k in facts["certificates"]}
+            app_id = str(known["app"]["id"])
+            writable = ("customKeyIdentifier", "displayName", "endDateTime", "key", "keyId", "startDateTime",
+                        "type", "usage")
+            keep = [{k: v for k, v in cred.items() if k in writable}
+                    for cred in await tg.get_application_key_credentials(app_id)
+                    if cred.get("key") and _thumbprint(cred) not in ours]
+            await tg.set_key_credentials(app_id, keep)
         elif c.key in ("resource-group", "vault", "vault-admin-role", "vault-exchange-role", "certificate"):
-            await self._teardown_vault(c.key, created)
+            await self._teardown_vault(c.key, created, known)
         elif c.key == "scope-group":
             await sx.invoke("Remove-DistributionGroup", {"Identity": name, "BypassSecurityGroupManagerCheck": True,
                                                          "Confirm": False})
+        elif c.key.startswith("member:"):
+            await sx.remove_distribution_group_member(str(facts["group_id"]), name)
         else:
             raise AssertionError(c.key)
 
-    async def _teardown_vault(self, key: str, created: dict[str, dict[str, Any]]) -> None:
+    async def _teardown_vault(self, key: str, created: dict[str, dict[str, Any]],
+                              known: dict[str, dict[str, Any]]) -> None:
         arm = self.ctx.arm("target")  # type: ignore[attr-defined]
         rec = created[key]
-        vault = created.get("vault") or {}
+        vault = known.get("vault") or {}
         subscription = str(vault.get("subscription", ""))
         if key == "resource-group":
             rg_id = str(rec.get("id", ""))
@@ -872,10 +977,30 @@ class BatchEngine:
         elif key == "vault":
             await arm.delete_vault(subscription, str(vault.get("resourceGroup")), str(vault.get("name")))
         else:
-            from ..setup.engine import CERTIFICATE_NAME, SetupEngine
+            from ..setup.engine import CERTIFICATE_NAME
 
-            kv = SetupEngine(self.ctx)._vault_client(str(self.journal.known().get("vault", {}).get("name", "")))  # type: ignore[arg-type]
+            kv = self._vault_certificates(str(vault.get("name", "")))
             try:
                 await kv.adelete(CERTIFICATE_NAME)
             finally:
                 await kv.aclose()
+
+
+def _gone(exc: ServiceError) -> bool:
+    """The object is not there (404, Exchange's "couldn't be found")."""
+    return exc.status == 404 or "couldn't be found" in exc.message or "NotFound" in exc.code
+
+
+def _thumbprint(credential: dict[str, Any]) -> str:
+    """A Graph keyCredential's SHA-1 thumbprint (hex, upper case), from its key or its customKeyIdentifier."""
+    import base64
+    import hashlib
+
+    raw = credential.get("key")
+    if raw:
+        return hashlib.sha1(base64.b64decode(raw)).hexdigest().upper()
+    ident = str(credential.get("customKeyIdentifier") or "")
+    try:
+        return base64.b64decode(ident).hex().upper()
+    except ValueError:
+        return ident.upper()
