@@ -10,9 +10,13 @@ from tests.unit.cloud_support import advance
 from xtwizard.migration.batches import BatchEngine, BatchOptions, BatchProblem
 from xtwizard.migration.setup import SetupOptions
 
+GINA, XENA, YUSUF = (f"{u}@northwind.example" for u in ("gina.hoffman", "xena.zimmer", "yusuf.abbas"))
+
 
 def _objects(sb: Any) -> dict[str, Any]:
     src, tgt = sb.state.tenant("source"), sb.state.tenant("target")
+    wave1 = next(g for g in src.col("groups").values() if g["displayName"] == "Migration Wave 1")
+    users = src.col("users")
     return {
         "apps": sorted(a["displayName"] for a in tgt.col("applications").values()),
         "target_sps": sorted(s["appId"] for s in tgt.col("servicePrincipals").values()),
@@ -22,6 +26,7 @@ def _objects(sb: Any) -> dict[str, Any]:
         "source_rels": {r["Name"]: r for r in src.col("exchange.orgRelationships").values()},
         "batches": sorted(b["Identity"] for b in tgt.col("exchange.batches").values()),
         "groups": sorted(g["displayName"] for g in src.col("groups").values()),
+        "wave1": sorted(str(users[m]["userPrincipalName"]) if m in users else m for m in wave1["_members"]),
     }
 
 
@@ -34,9 +39,20 @@ def test_teardown_removes_what_we_created_and_restores_what_we_adopted(sandbox: 
         await tx.new_organization_relationship("Northwind", [ctx.identities["source"].tenant_id],
                                                capabilities=["Outbound"])
 
-    project = set_up(sandbox, tmp_path, SetupOptions(scope_groups=["Migration Wave 1"]), before=by_hand)
+    # The setup adds Gina and Xena to the customer's scoping group; then the customer takes Xena out again and
+    # puts Yusuf in by hand.  Teardown takes out Gina only: Yusuf and the group's own members stay.
+    project = set_up(sandbox, tmp_path, SetupOptions(scope_groups=["Migration Wave 1"], members_add=[GINA, XENA]),
+                     before=by_hand)
     adopted_rel = _objects(sandbox)["target_rels"]["Northwind"]
     assert "Inbound" in adopted_rel["MailboxMoveCapability"]
+    assert _objects(sandbox)["wave1"] == sorted([*before_setup["wave1"], GINA, XENA])
+
+    async def customer(engine: BatchEngine, ctx: Any) -> None:
+        sx = ctx.exchange("source")
+        await sx.remove_distribution_group_member("Migration Wave 1", XENA)
+        await sx.add_distribution_group_member("Migration Wave 1", YUSUF)
+
+    run(sandbox, project, customer)
 
     async def launch(engine: BatchEngine, ctx: Any) -> Any:
         (wave,) = engine.plan_waves([pair("alice"), pair("ben.carter")])
@@ -71,6 +87,8 @@ def test_teardown_removes_what_we_created_and_restores_what_we_adopted(sandbox: 
     assert by_key["target-rel"].kind == "update"           # adopted: put back, not removed
     assert by_key["target-rel"].after == {"MailboxMoveCapability": ["Outbound"]}
     assert by_key["scope-group"].kind == "keep"            # 'Migration Wave 1' was the customer's group
+    assert [k for k in by_key if k.startswith("member:")] == [f"member:{GINA}"]
+    assert "xtwizard added them" in by_key[f"member:{GINA}"].line
     assert len(result.done) == len(plan.pending) and seen[-1] == "Teardown finished"
 
     now = _objects(sandbox)
@@ -80,6 +98,7 @@ def test_teardown_removes_what_we_created_and_restores_what_we_adopted(sandbox: 
     assert now["endpoints"] == ["Northwind-Pilot"]  # the consultant's endpoint and batch were not ours: kept
     assert now["batches"] == ["Pilot"]
     assert now["groups"] == before_setup["groups"]
+    assert now["wave1"] == sorted([*before_setup["wave1"], YUSUF])
     assert "Northwind" in now["target_rels"]
     assert now["target_rels"]["Northwind"]["MailboxMoveCapability"] in ("Outbound", ["Outbound"])
     # The customer's free/busy relationship, which the setup adopted for the move, is as it was.

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -715,36 +715,35 @@ class BatchEngine:
                                  "xtwizard adopted it unchanged"))
 
         # 4. The source's consent (the app's service principal there, or the grant alone).
-        grant_resource = ""
-        if "source-sp" in created:
-            sp_id = str(created["source-sp"].get("id", ""))
-            if sp_id and await self._exists(lambda: sg.get_service_principal(sp_id)):
-                ch.append(Change("source", "teardown", "remove", "source-sp",
-                                 "Remove the migration app's consent in the source (its enterprise application)"))
-        elif "source-grant" in created and "source-sp" in known:
-            sp_id, grant_id = str(known["source-sp"].get("id", "")), str(created["source-grant"].get("id", ""))
-            grants = (await self._exists(lambda: sg.app_role_assignments(sp_id)) or []) if sp_id else []
-            grant = next((a for a in grants if a.id == grant_id), None)
-            if grant is not None:
-                grant_resource = grant.resource_id
-                ch.append(Change("source", "teardown", "remove", "source-grant",
-                                 "Take back the Mailbox.Migration permission granted to the app in the source"))
+        grant_resource: dict[str, str] = {}
+        ch.extend(await self._consent_changes("source", sg, created, known, grant_resource))
 
-        # 5. The app and its credentials.
+        # 5. The app: ours is deleted with its principal, secrets and certificates.  An adopted one is kept as it
+        # was: xtwizard takes back its principal (or grant) in the target, the settings it changed, and the
+        # secrets and certificates it added; the customer's own credentials stay.
         app_id = str((known.get("app") or {}).get("id", ""))
         app = await self._exists(lambda: tg.get_application(app_id)) if app_id else None
         ours_on_app: list[dict[str, Any]] = []
+        migration_role = ""  # the Mailbox.Migration role's id (to take it out of an adopted app)
         if app is not None and "app" in created:
-            sp_id = str(created.get("target-sp", {}).get("id", ""))
-            if sp_id and await self._exists(lambda: tg.get_service_principal(sp_id)):
-                ch.append(Change("target", "teardown", "remove", "target-sp",
-                                 "Remove the migration app's enterprise application in the target"))
+            ch.extend(await self._consent_changes("target", tg, created, known, grant_resource))
             ch.append(Change("target", "teardown", "remove", "app",
                              f"Delete the app registration '{app.display_name}' ({app.app_id}) and its client "
                              "secrets and certificates"))
         elif app is not None:
             ch.append(Change("target", "teardown", "keep", "app",
                              f"Keep the app registration '{app.display_name}': it was there before xtwizard"))
+            ch.extend(await self._consent_changes("target", tg, created, known, grant_resource))
+            was = before.get("app") or {}
+            if "requiredResourceAccess" in was:
+                from ..setup.engine import EXCHANGE_APP_ID, MAILBOX_MIGRATION
+
+                exo = await tg.get_service_principal_by_app_id(EXCHANGE_APP_ID)
+                role = exo.app_role(MAILBOX_MIGRATION) if exo is not None else None
+                migration_role = role.id if role is not None else ""
+            put_back = self._app_revert(app, was, migration_role)
+            if put_back is not None:
+                ch.append(put_back)
             have = {p.key_id for p in app.password_credentials}
             for cred in credentials:
                 if cred["kind"] == "secret" and cred.get("keyId") in have:
@@ -787,45 +786,45 @@ class BatchEngine:
                              "Organization customization stays enabled in the target (it cannot be undone and "
                              "does no harm)"))
         self._teardown_facts = {"created": created, "app": app, "grant_resource": grant_resource,
+                                "migration_role": migration_role,
                                 "group_id": found[0].identity if found else group, "certificates": ours_on_app}
         return Plan(ch, warnings)
 
     async def _plan_vault(self, created: dict[str, dict[str, Any]], known: dict[str, dict[str, Any]],
                           ch: list[Change]) -> None:
         """The Key Vault mode's objects that are still there: the resource group we made (with all in it); else
-        the certificate in an adopted vault (first: the role we gave lets us delete it), the roles we gave, and
-        the vault we made."""
+        the certificate we made in an adopted vault (first: the role we gave lets us delete it), the roles we
+        gave, and the vault we made."""
         keys = ("resource-group", "vault", "vault-admin-role", "vault-exchange-role", "certificate")
         arm_of = getattr(self.ctx, "arm", None)
         if arm_of is None or not any(k in created for k in keys):
             return
         arm = arm_of("target")
-        vault_rec = known.get("vault") or {}
-        subscription = str(vault_rec.get("subscription", ""))
         if "resource-group" in created:
             rg = created["resource-group"]
-            rg_id = str(rg.get("id", ""))
-            subscription = rg_id.split("/")[2] if rg_id.count("/") > 2 else subscription
-            if await arm.get_resource_group(subscription, str(rg.get("name"))) is not None:
+            if await arm.get_resource_group(self._subscription_of(rg), str(rg.get("name"))) is not None:
                 ch.append(Change("target", "teardown", "remove", "resource-group",
                                  f"Delete the Azure resource group '{rg.get('name')}' with its key vault, certificate "
                                  "and role assignments (Azure keeps the vault recoverable for its retention days)"))
             return
-        vault = await arm.find_vault(subscription, str(vault_rec.get("resourceGroup")), str(vault_rec.get("name")))
-        if vault is None:
-            return
+        subscription, group, name = self._vault_place(created, known)
+        vault = await arm.find_vault(subscription, group, name) if subscription and group else None
+        if subscription and vault is None:
+            return  # the vault is gone, and what was in it
         if "certificate" in created and "vault" not in created:
             from ..setup.engine import CERTIFICATE_NAME
 
-            kv = self._vault_certificates(str(vault_rec.get("name")))
+            kv = self._vault_certificates(name)
             try:
-                cert = await kv.afind(CERTIFICATE_NAME)
+                cert = await self._exists(lambda: kv.afind(CERTIFICATE_NAME))
             finally:
                 await kv.aclose()
             if cert is not None:
                 ch.append(Change("target", "teardown", "remove", "certificate",
-                                 f"Delete the migration certificate '{CERTIFICATE_NAME}' from the key vault "
-                                 f"'{vault.name}' (the vault stays: it was there before xtwizard)"))
+                                 f"Delete the migration certificate '{CERTIFICATE_NAME}' that xtwizard made in the key "
+                                 f"vault '{name}'"))
+        if vault is None:
+            return
         given = {a.id.lower() for a in await arm.role_assignments(vault.id)}
         for key in ("vault-admin-role", "vault-exchange-role"):
             if key in created and str(created[key].get("id", "")).lower() in given:
@@ -835,6 +834,77 @@ class BatchEngine:
             ch.append(Change("target", "teardown", "remove", "vault",
                              f"Delete the key vault '{vault.name}' (soft-deleted: Azure keeps it recoverable for its "
                              "retention days)"))
+        else:
+            ch.append(Change("target", "teardown", "keep", "vault",
+                             f"Keep the key vault '{vault.name}': it was there before xtwizard"))
+
+    @staticmethod
+    def _subscription_of(rec: dict[str, Any]) -> str:
+        """The subscription of a record with an ARM resource id (/subscriptions/{id}/...) or a `subscription`."""
+        parts = str(rec.get("id") or rec.get("scope") or "").split("/")
+        return parts[2] if len(parts) > 2 and parts[1].lower() == "subscriptions" else str(rec.get("subscription", ""))
+
+    def _vault_place(self, created: dict[str, dict[str, Any]], known: dict[str, dict[str, Any]]
+                     ) -> tuple[str, str, str]:
+        """(subscription, resource group, name) of the setup's key vault: its record when xtwizard made it; for
+        an adopted vault (not journaled), the scope of a role xtwizard gave on it, else — the name only — the
+        address of the certificate xtwizard made in it."""
+        rec = known.get("vault") or created.get("vault") or {}
+        if rec.get("name"):
+            return str(rec.get("subscription", "")), str(rec.get("resourceGroup", "")), str(rec["name"])
+        for key in ("vault-admin-role", "vault-exchange-role"):
+            parts = str(created.get(key, {}).get("scope", "")).split("/")
+            if len(parts) >= 9 and parts[1].lower() == "subscriptions":  # /subscriptions/S/resourceGroups/G/.../N
+                return parts[2], parts[4], parts[-1]
+        head, _, tail = self.ctx.endpoints.vault_url_template.partition("{vault}")
+        address = str(created.get("certificate", {}).get("id", ""))
+        if address.startswith(head):
+            rest = address[len(head):]
+            return "", "", rest[:rest.find(tail)] if tail and tail in rest else rest.split("/", 1)[0]
+        return "", "", ""
+
+    async def _consent_changes(self, side: str, g: GraphClient, created: dict[str, dict[str, Any]],
+                               known: dict[str, dict[str, Any]], grant_resource: dict[str, str]) -> list[Change]:
+        """The app's service principal in `side` when xtwizard created it (its grant goes with it), else the
+        Mailbox.Migration grant xtwizard gave the customer's principal (its resource noted in `grant_resource`)."""
+        sp_key, grant_key = f"{side}-sp", f"{side}-grant"
+        if sp_key in created:
+            sp_id = str(created[sp_key].get("id", ""))
+            if sp_id and await self._exists(lambda: g.get_service_principal(sp_id)):
+                what = "consent in the source" if side == "source" else "enterprise application in the target"
+                return [Change(side, "teardown", "remove", sp_key, f"Remove the migration app's {what} (its "
+                               "service principal, with the Mailbox.Migration permission granted to it)")]
+        elif grant_key in created and sp_key in known:
+            sp_id, grant_id = str(known[sp_key].get("id", "")), str(created[grant_key].get("id", ""))
+            grants = (await self._exists(lambda: g.app_role_assignments(sp_id)) or []) if sp_id else []
+            grant = next((a for a in grants if a.id == grant_id), None)
+            if grant is not None:
+                grant_resource[side] = grant.resource_id
+                return [Change(side, "teardown", "remove", grant_key, "Take back the Mailbox.Migration permission "
+                               f"xtwizard granted to the app in the {side} (the app's principal was there before)")]
+        return []
+
+    @staticmethod
+    def _app_revert(app: Any, was: dict[str, Any], migration_role: str) -> Change | None:
+        """An adopted app gets back the settings the setup changed (`was`: their values before its first update):
+        its sign-in audience, without the redirect URI and the Mailbox.Migration permission xtwizard added."""
+        from ..setup.engine import REDIRECT_URI
+
+        now: dict[str, Any] = {}
+        back: dict[str, Any] = {}
+        if "signInAudience" in was and app.sign_in_audience != was["signInAudience"]:
+            now["signInAudience"], back["signInAudience"] = app.sign_in_audience, was["signInAudience"]
+        if "redirectUris" in was and REDIRECT_URI in app.redirect_uris:
+            now["redirectUris"] = list(app.redirect_uris)
+            back["redirectUris"] = [u for u in app.redirect_uris if u != REDIRECT_URI]
+        if migration_role and _without(app.required_resource_access, migration_role) != list(
+                app.required_resource_access):
+            now["requiredResourceAccess"] = ["Office 365 Exchange Online: Mailbox.Migration (application)"]
+            back["requiredResourceAccess"] = ["(no Mailbox.Migration)"]
+        if not back:
+            return None
+        return Change("target", "teardown", "update", "app", f"Put back the settings xtwizard changed on the app "
+                      f"registration '{app.display_name}'", now, back)
 
     def _vault_certificates(self, vault_name: str) -> Any:
         from ..setup.engine import SetupEngine
@@ -933,12 +1003,19 @@ class BatchEngine:
                     else:
                         params[k] = v
                 await x.set_organization_relationship(name, params)
-        elif c.key == "source-sp":
-            await sg.delete_service_principal(str(created["source-sp"]["id"]))
-        elif c.key == "source-grant":
-            await sg.revoke_app_role(str(facts["grant_resource"]), str(created["source-grant"]["id"]))
-        elif c.key == "target-sp":
-            await tg.delete_service_principal(str(created["target-sp"]["id"]))
+        elif c.key in ("source-sp", "target-sp"):
+            await (sg if c.tenant == "source" else tg).delete_service_principal(str(created[c.key]["id"]))
+        elif c.key in ("source-grant", "target-grant"):
+            await (sg if c.tenant == "source" else tg).revoke_app_role(str(facts["grant_resource"][c.tenant]),
+                                                                       str(created[c.key]["id"]))
+        elif c.key == "app" and c.kind == "update":
+            app = await tg.get_application(str(known["app"]["id"]))
+            changes: dict[str, Any] = {k: v for k, v in c.after.items() if k == "signInAudience"}
+            if "redirectUris" in c.after:
+                changes["web"] = {"redirectUris": c.after["redirectUris"]}
+            if "requiredResourceAccess" in c.after:
+                changes["requiredResourceAccess"] = _without(app.required_resource_access, facts["migration_role"])
+            await tg.update_application(app.id, changes)
         elif c.key == "app":
             await tg.delete_application(str(known["app"]["id"]))
         elif c.key.startswith("secret:"):
@@ -966,20 +1043,17 @@ class BatchEngine:
                               known: dict[str, dict[str, Any]]) -> None:
         arm = self.ctx.arm("target")  # type: ignore[attr-defined]
         rec = created[key]
-        vault = known.get("vault") or {}
-        subscription = str(vault.get("subscription", ""))
+        subscription, group, name = self._vault_place(created, known)
         if key == "resource-group":
-            rg_id = str(rec.get("id", ""))
-            subscription = rg_id.split("/")[2] if rg_id.count("/") > 2 else subscription
-            await arm.delete_resource_group(subscription, str(rec.get("name")))
+            await arm.delete_resource_group(self._subscription_of(rec), str(rec.get("name")))
         elif key in ("vault-admin-role", "vault-exchange-role"):
             await arm.delete_role_assignment(str(rec["id"]))
         elif key == "vault":
-            await arm.delete_vault(subscription, str(vault.get("resourceGroup")), str(vault.get("name")))
+            await arm.delete_vault(subscription, group, name)
         else:
             from ..setup.engine import CERTIFICATE_NAME
 
-            kv = self._vault_certificates(str(vault.get("name", "")))
+            kv = self._vault_certificates(name)
             try:
                 await kv.adelete(CERTIFICATE_NAME)
             finally:
@@ -989,6 +1063,23 @@ class BatchEngine:
 def _gone(exc: ServiceError) -> bool:
     """The object is not there (404, Exchange's "couldn't be found")."""
     return exc.status == 404 or "couldn't be found" in exc.message or "NotFound" in exc.code
+
+
+def _without(access: Sequence[Mapping[str, Any]], role_id: str) -> list[dict[str, Any]]:
+    """An app's requiredResourceAccess without the Exchange application permission `role_id` (Mailbox.Migration;
+    an Exchange entry left empty goes)."""
+    from ..setup.engine import EXCHANGE_APP_ID
+
+    out: list[dict[str, Any]] = []
+    for r in access:
+        r = dict(r)
+        if str(r.get("resourceAppId", "")).lower() == EXCHANGE_APP_ID:
+            r["resourceAccess"] = [a for a in r.get("resourceAccess") or []
+                                   if not (a.get("type") == "Role" and str(a.get("id", "")).lower() == role_id.lower())]
+            if not r["resourceAccess"]:
+                continue
+        out.append(r)
+    return out
 
 
 def _thumbprint(credential: dict[str, Any]) -> str:
