@@ -9,9 +9,11 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from tests.engine.setup_support import SandboxContext, clock_sleep
 from tests.engine.test_batches_support import run, set_up
 from tests.sandbox.test_graph import self_signed_der
 from tests.unit.cloud_support import control
+from xtwizard.cloud.arm import ArmClient
 from xtwizard.cloud.graph import certificate_key_credential
 from xtwizard.migration.batches import BatchEngine
 from xtwizard.migration.setup import SetupOptions
@@ -19,6 +21,13 @@ from xtwizard.migration.setup.journal import SetupJournal
 
 KV = dict(credential="keyvault", scope_groups=["Migration Wave 1"], vault_polling_interval=0.05)
 EXCHANGE = "00000002-0000-0ff1-ce00-000000000000"
+
+
+class ClockContext(SandboxContext):
+    """ARM's long-running operations (a resource group's deletion) polled on the sandbox clock."""
+
+    def arm(self, slot: str) -> ArmClient:
+        return ArmClient(self.endpoints, self.policy, self.tokens(slot), tenant=slot, sleep=clock_sleep(self.sb))
 
 
 def _thumbprint(credential: dict[str, Any]) -> str:
@@ -96,3 +105,26 @@ async def _with_app_id(ctx: Any, customer: Any, options: SetupOptions, made: dic
     await customer(ctx)
     options.app_id = made["app"].app_id  # the setup adopts it
 
+
+def test_created_resource_group_goes_with_its_vault(sandbox: Any, tmp_path: Path) -> None:
+    control(sandbox, "PATCH", "/settings", {"certificate_issue_seconds": 0})
+    project = set_up(sandbox, tmp_path, SetupOptions(**KV))  # type: ignore[arg-type]
+    created = {e.target.get("key") for e in project.entries() if e.phase == "done" and e.action.startswith("create")}
+    assert {"resource-group", "vault", "certificate", "app", "vault-admin-role"} <= created
+    plan, after = run(sandbox, project, teardown, ClockContext)
+    kinds = {c.key: c.kind for c in plan.changes}
+    assert kinds["resource-group"] == "remove" and kinds["app"] == "remove"
+    assert not {"vault", "certificate", "vault-admin-role", "app-certificate"} & set(kinds)  # they go with them
+    assert after.pending == [], after.lines()
+
+    async def azure(engine: BatchEngine, ctx: Any) -> Any:
+        arm = ctx.arm("target")
+        sub = (await arm.subscriptions())[0].subscription_id
+        return (await arm.get_resource_group(sub, "xtwizard-migration"),
+                [d.name for d in await arm.deleted_vaults(sub)])
+
+    group, deleted = run(sandbox, project, azure)
+    vault_name = next(e.target["name"] for e in project.entries() if e.target.get("key") == "vault")
+    assert group is None and vault_name in deleted  # soft-deleted with its group: recoverable for 90 days
+    assert not {"resource-group", "vault", "certificate", "vault-admin-role", "app", "secret"} & set(
+        SetupJournal(project).known())

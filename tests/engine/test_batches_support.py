@@ -29,11 +29,12 @@ def sandbox_now(sb: Sandbox) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(sb.clock.now(), datetime.UTC)
 
 
-def run(sb: Sandbox, project: MigrationProject, body: Callable[[BatchEngine, SandboxContext], Awaitable[T]]) -> T:
+def run(sb: Sandbox, project: MigrationProject, body: Callable[[BatchEngine, SandboxContext], Awaitable[T]],
+        context: type[SandboxContext] = SandboxContext) -> T:
     async def go() -> T:
         policy = policy_for(sb)
         try:
-            ctx = SandboxContext(sb, project, policy)
+            ctx = context(sb, project, policy)
             return await body(BatchEngine(ctx, clock=lambda: sandbox_now(sb)), ctx)
         finally:
             await policy.aclose()
