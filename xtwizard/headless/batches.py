@@ -15,10 +15,11 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
+import sys
 from pathlib import Path
 from typing import Any
 
-from .common import EXIT_OK, EXIT_VERIFY_FAILED, add_connection_args, run, say, split
+from .common import EXIT_OK, EXIT_VERIFY_FAILED, add_connection_args, report_problem, run, say, split
 
 # --flag BATCH -> the engine method it calls
 ACTIONS = {"start-batch": "start", "stop-batch": "stop", "complete-batch": "complete", "retry-failed": "retry_failed",
@@ -100,6 +101,7 @@ async def _migrate(args: argparse.Namespace, engine: Any) -> int:
                                notification_emails=tuple(split(args.notify)))
         result = await engine.create(w, options)
         say(f"Created batch '{result.name}' with {result.users} users: {result.status}")
+    say("\nFollow the batches with: xtwizard status (then --complete-batch NAME once the users are synced).")
     return EXIT_OK
 
 
@@ -120,7 +122,11 @@ async def _status(args: argparse.Namespace, engine: Any) -> int:
         for line in engine.checklist(done[0].target if len(done) == 1 else f"the {len(done)} moved users"):
             say(f"  - {line}")
     say(f"\n{len(snap.users)} users, {snap.requests} requests")
-    return EXIT_VERIFY_FAILED if failed else EXIT_OK
+    if failed:
+        say(f"\n{len(failed)} user(s) failed; see 'What to do' above, then: xtwizard migrate --retry-failed BATCH.",
+            file=sys.stderr)
+        return EXIT_VERIFY_FAILED
+    return EXIT_OK
 
 
 async def _report(args: argparse.Namespace, engine: Any) -> int:
@@ -134,15 +140,21 @@ async def _teardown(args: argparse.Namespace, engine: Any) -> int:
     plan = await engine.plan_teardown()
     say("Teardown plan:")
     for line in plan.lines():
-        say(f"  {line}")
-    if plan.waiting:
+        if plan.pending or plan.waiting or not line.startswith("Nothing to change"):  # the setup's wording
+            say(f"  {line}")
+    waiting = engine.waiting_problem(plan)
+    if waiting is not None:
+        report_problem(waiting)
         return EXIT_VERIFY_FAILED
+    if not plan.pending:
+        say("\nNothing left to remove: the teardown is complete.")
+        return EXIT_OK
     if not args.yes:
         say("\nNothing changed. Run again with --yes to apply.")
         return EXIT_OK
 
     def progress(done: int, total: int, what: str) -> None:
-        say(f"  [{min(done + 1, total)}/{total}] {what}")
+        say(f"  [{done + 1}/{total}] {what}" if done < total else f"\n{what}: {total} change(s) made.")
 
     await engine.apply_teardown(plan, progress)
     return EXIT_OK

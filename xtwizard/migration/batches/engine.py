@@ -317,10 +317,13 @@ class BatchEngine:
 
     def _removed_problem(self, name: str) -> Problem:
         rec = self._record(name)
-        n = len(rec.get("users", [])) if rec else 0
-        known = f" xtwizard kept its list of {n} users." if rec else ""
+        if rec is None:
+            return Problem(f"There is no migration batch '{name}' in the target.",
+                           "Exchange knows no batch by that name, and this project has no record of one.",
+                           "Check the name: the Monitor page (or xtwizard status) lists the batches.", retryable=False)
         return Problem(f"The batch '{name}' no longer exists in the target.",
-                       "It was removed outside xtwizard (in the Exchange admin center or PowerShell)." + known,
+                       "It was removed outside xtwizard (in the Exchange admin center or PowerShell). xtwizard kept "
+                       f"its list of {len(rec.get('users', []))} users.",
                        "Launch it again (Relaunch): the same users and settings go into a new batch. Users already "
                        "completed are not moved twice.", retryable=False)
 
@@ -922,14 +925,21 @@ class BatchEngine:
             raise
         return found if found not in ([], None) else None
 
+    @staticmethod
+    def waiting_problem(plan: Plan) -> Problem | None:
+        """Why the teardown cannot go on yet (users still moving), or None."""
+        if not plan.waiting:
+            return None
+        return Problem("Teardown has to wait: some users are still moving.", "; ".join(c.line for c in plan.waiting),
+                       "Complete the batches (or stop and remove the users you will not move), then plan the "
+                       "teardown again.", retryable=True)
+
     async def apply_teardown(self, plan: Plan, progress: Progress | None = None,
                              cancel: threading.Event | None = None) -> ApplyResult:
         """Remove what the plan says, change by change, journaled; Cancel between changes."""
-        if plan.waiting:
-            raise BatchProblem(Problem(
-                "Teardown has to wait: some users are still moving.", "; ".join(c.line for c in plan.waiting),
-                "Complete the batches (or stop and remove the users you will not move), then plan the teardown "
-                "again.", retryable=True))
+        waiting = self.waiting_problem(plan)
+        if waiting is not None:
+            raise BatchProblem(waiting)
         result = ApplyResult(warnings=list(plan.warnings))
         pending = plan.pending
         for i, change in enumerate(pending):
