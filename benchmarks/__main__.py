@@ -56,7 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--users-b4", type=int, default=10000)
     ap.add_argument("--limit", type=int, default=4, help="B3: the throttle's concurrent requests per tenant")
     ap.add_argument("--write-readme", action="store_true", help="write README.md even for smaller sizes")
+    ap.add_argument("--table", action="store_true", help="only write the table again from benchmarks/results.json")
     args = ap.parse_args(argv)
+    if args.table:
+        table = render(json.loads(RESULTS.read_text()))
+        write_readme(ROOT / "README.md", table)
+        sys.stdout.write(table + "\n")
+        return 0
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     wanted = [n.strip().upper() for n in args.only.split(",") if n.strip()]
     previous: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}

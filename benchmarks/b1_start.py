@@ -40,6 +40,8 @@ def build_age_note() -> str:
 def run(rebuild: bool = False, runs: int = 7) -> dict[str, Any]:
     ensure_builds(rebuild)
     out = subprocess.run([sys.executable, str(ROOT / "packaging" / "measure_startup.py"), str(APP), str(BASELINE),
-                          "--runs", str(runs)], cwd=ROOT, check=True, capture_output=True, text=True)
+                          "--runs", str(runs)], cwd=ROOT, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"measure_startup.py failed: {out.stderr.strip()[-1500:]}")
     m = json.loads(out.stdout)
     return {"goal": GOAL, "met": m["ratio"] <= GOAL, "build": build_age_note(), **m}

@@ -76,16 +76,20 @@ def requests_per_refresh(users: int) -> tuple[int, int]:
 
 
 def gui_stall_and_memory() -> dict[str, Any]:
+    """The numbers the Monitor page's test prints (also when its own, looser bounds fail: it is measured)."""
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
     out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", GUI_TEST],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     text = out.stdout + out.stderr
-    stalls = [int(x) for x in re.findall(r"worst stall (\d+) ms", text)]
-    if out.returncode != 0 or len(stalls) < 2:
-        raise RuntimeError(f"the Monitor page's 10,000-user test failed or printed no stall:\n{text[-2000:]}")
-    line = next(li for li in text.splitlines() if "10,000 users:" in li)
-    return {"worst_stall_ms": max(stalls), "gui_line": line.strip(), "peak_rss_mb": round(peak_kib * 1024 / 1e6)}
+    lines = [li.strip() for li in text.splitlines() if li.startswith("10,000 users")]
+    stalls = [int(x) for li in lines for x in re.findall(r"worst stall (\d+) ms", li)]
+    cpu = [int(x) for li in lines for x in re.findall(r"in (\d+) ms of CPU", li)]
+    if len(stalls) < 2:
+        raise RuntimeError("the Monitor page's 10,000-user test printed no stall: "
+                           + " ".join(text.split())[-400:])
+    return {"worst_stall_ms": max(stalls), "gui_cpu_ms": max(cpu) if cpu else None, "gui_lines": lines,
+            "gui_test_passed": out.returncode == 0, "peak_rss_mb": round(peak_kib * 1024 / 1e6)}
 
 
 def run(users: int = 10000) -> dict[str, Any]:
