@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..project import MigrationProject
+from ..users.model import CHECK_TITLES
 from .model import Snapshot
 
 _TOKENISH = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.|[A-Za-z0-9~_.-]{3}8Q~[A-Za-z0-9~_.-]{20,}")
@@ -86,7 +87,8 @@ def readiness_rows(project: MigrationProject) -> list[list[Any]]:
         if not findings:
             rows.append([r.get("source", ""), r.get("target", ""), status, "", "All checks passed", ""])
         for f in findings:
-            rows.append([r.get("source", ""), r.get("target", ""), status, f.get("check", ""), f.get("what", ""),
+            check = str(f.get("check", ""))
+            rows.append([r.get("source", ""), r.get("target", ""), status, CHECK_TITLES.get(check, check), f.get("what", ""),
                          f.get("fix", "")])
     return rows
 

@@ -165,6 +165,21 @@ class PrepareResult:
     seconds: float = 0.0
 
 
+# Each readiness check in the admin's words (what the pages, the headless output and the reports show for it).
+CHECK_TITLES = {
+    "source": "Source mailbox found", "target": "Target MailUser found", "scope": "In the scoping group",
+    "exchange-guid": "Mailbox GUID matches", "archive-guid": "Archive GUID matches",
+    "x500": "Old addresses (X500) kept", "primary-address": "Primary address set",
+    "external-address": "Mail forwards to the source", "delivery-proxy": "Address in the delivery domain",
+    "foreign-proxy": "No addresses in domains the target does not own", "licence": "Migration licence",
+    "holds": "No holds that block the move", "substrate-holds": "No hidden (substrate) holds",
+    "aux-archives": "Auxiliary archives within the limit", "auto-expanding-archive": "Auto-expanding archive",
+    "recoverable-items": "Recoverable items fit the target quota",
+    "previous-mailbox": "No earlier mailbox on the target", "other-batch": "Not in another batch",
+    "dry-run": "Test connection to the source mailbox",
+}
+
+
 @dataclass(frozen=True)
 class Finding:
     """One readiness check for one user: CrossTenantMailboxMigrationValidation's checks (reference §1.5) and more."""
@@ -183,9 +198,14 @@ class Finding:
     def blocking(self) -> bool:
         return not self.ok and self.severity == ERROR
 
+    @property
+    def title(self) -> str:
+        """The check in plain words."""
+        return CHECK_TITLES.get(self.check, self.check.replace("-", " ").capitalize())
+
     def text(self) -> str:
         if self.ok:
-            return f"[OK] {self.check}"
+            return f"[OK] {self.title}"
         label = "Blocks" if self.severity == ERROR else "Warning"
         out = f"[{label}] {self.what}\n        Why: {self.why}\n        What to do: {self.fix}"
         if self.fix_id:

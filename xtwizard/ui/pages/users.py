@@ -931,7 +931,7 @@ def readiness_html(r: UserReadiness) -> str:
         fix = " <i>(Fix safely can do this.)</i>" if f.fix_id else ""
         parts.append(f"<p><b>{label}: {escape(f.what)}</b><br>{escape(f.why)}<br>"
                      f"<i>What to do:</i> {escape(f.fix)}{fix}</p>")
-    passed = [f.check for f in r.findings if f.ok]
+    passed = [f.title for f in r.findings if f.ok]
     if passed:
         parts.append(f"<p><i>Passed:</i> {escape(', '.join(passed))}</p>")
     return "".join(parts)
