@@ -76,7 +76,7 @@ def test_a_whole_migration_by_command_line(running: tuple[Sandbox, Path], tmp_pa
     assert code == 1, out  # Tara's auto-expanding archive grew a new auxiliary archive during the move
     assert "tara.usman@fabrikam.example: A new auxiliary archive appeared" in out
     assert "What to do: Remove the user from this batch and move them again in a new batch." in out
-    assert "1 user(s) failed; see 'What to do' above" in err and "--retry-failed" in err
+    assert "1 user(s) failed: see 'What to do' for each above" in err and "--retry-failed" in err
     assert f"({ready_users - 1} synced, 1 failed)" in out
 
     code, out, err = xt("migrate", "--complete-batch", "Wave 9")  # a typo: a problem, explained

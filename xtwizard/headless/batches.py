@@ -123,8 +123,8 @@ async def _status(args: argparse.Namespace, engine: Any) -> int:
             say(f"  - {line}")
     say(f"\n{len(snap.users)} users, {snap.requests} requests")
     if failed:
-        say(f"\n{len(failed)} user(s) failed; see 'What to do' above, then: xtwizard migrate --retry-failed BATCH.",
-            file=sys.stderr)
+        say(f"\n{len(failed)} user(s) failed: see 'What to do' for each above (once fixed, xtwizard migrate "
+            "--retry-failed BATCH resumes them).", file=sys.stderr)
         return EXIT_VERIFY_FAILED
     return EXIT_OK
 

@@ -775,10 +775,9 @@ class BatchEngine:
         elif found:
             ch.append(Change("source", "teardown", "keep", "scope-group",
                              f"Keep the scoping group '{group}': it was there before xtwizard"))
-            added = {k.split(":", 1)[1].lower(): v for k, v in created.items() if k.startswith("member:")}
+            added = {k.split(":", 1)[1].lower() for k in created if k.startswith("member:")}
             if added:
-                members = await sx.distribution_group_members(found[0].identity)
-                for m in members:
+                for m in await sx.distribution_group_members(found[0].identity):
                     address = m.primary_smtp_address.lower()
                     if address in added:
                         ch.append(Change("source", "teardown", "remove", f"member:{address}",
