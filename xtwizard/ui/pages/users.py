@@ -51,6 +51,7 @@ if TYPE_CHECKING:
         UserEngine,
         UserReadiness,
     )
+    from ...migration.workspace import Progress
 
 # Mnemonics the wizard and the status panel already use on every page: &Back, &Next, &Finish, &Help, &Cancel,
 # &Retry, Copy &details, Open &log folder.  The pages below pick other letters.
@@ -166,13 +167,19 @@ class _TablePage(BasePage):
         if self._op is not None:
             self.status.set_busy(line, done, total)
 
-    def _run(self, work: Callable[[threading.Event], Any], on_done: Callable[[Any], None], busy: str,
+    def _run(self, work: Callable[[Progress, threading.Event], Any], on_done: Callable[[Any], None], busy: str,
              key: str) -> None:
-        """Run engine work on the loop with a fresh cancel event; the page is busy until it answers."""
-        self._cancel = threading.Event()
-        cancel = self._cancel
+        """Run engine work on the loop with a fresh cancel event; the page is busy until it answers.  Work it
+        replaces is told to stop, and progress from stopped work is dropped (it would show in the new status)."""
+        self._cancel.set()
+        self._cancel = cancel = threading.Event()
+
+        def progress(done: int, total: int, line: str) -> None:
+            if not cancel.is_set():
+                self._progress.emit(done, total, line)
+
         self.status.set_busy(busy)
-        self._op = self.ctx.runner.submit(lambda: work(cancel), on_done=lambda r: self._done(on_done, r),
+        self._op = self.ctx.runner.submit(lambda: work(progress, cancel), on_done=lambda r: self._done(on_done, r),
                                           on_error=self._failed, key=key)
         self._sync()
 
@@ -300,8 +307,8 @@ class MappingPage(_TablePage):
         ws = self.ctx.workspace
         assert ws is not None
 
-        async def read(cancel: threading.Event) -> tuple[list[SourceMailbox], list[str]]:
-            mailboxes = await engine.inventory(self._progress.emit, cancel)
+        async def read(progress: Progress, cancel: threading.Event) -> tuple[list[SourceMailbox], list[str]]:
+            mailboxes = await engine.inventory(progress, cancel)
             domains = [d.domain_name for d in await ws.exchange("target").accepted_domains()]
             return mailboxes, domains
 
@@ -372,7 +379,7 @@ class MappingPage(_TablePage):
         if not rows:
             self._checked([], prefix)
             return
-        self._run(lambda _c: engine.validate(list(rows)), lambda checked: self._checked(checked, prefix),
+        self._run(lambda _p, _c: engine.validate(list(rows)), lambda checked: self._checked(checked, prefix),
                   f"Checking {_plural(len(rows), 'row')}…", "users-validate")
 
     def _checked(self, rows: list[MappingRow], prefix: str) -> None:
@@ -583,7 +590,7 @@ class PreparePage(_TablePage):
         engine = users_engine(self.ctx)
         self.plan = None
         self.model.set_records([])
-        self._run(lambda cancel: engine.plan_prepare(self._progress.emit, cancel), self._planned,
+        self._run(lambda progress, cancel: engine.plan_prepare(progress, cancel), self._planned,
                   "Reading both tenants and working out what each target MailUser needs…", "users-prepare")
 
     def _planned(self, plan: PreparePlan) -> None:
@@ -608,7 +615,7 @@ class PreparePage(_TablePage):
         engine = users_engine(self.ctx)
         self._applying = True
         self.result.setText("")
-        self._run(lambda cancel: engine.apply_prepare(plan, self._progress.emit, cancel), self._applied,
+        self._run(lambda progress, cancel: engine.apply_prepare(plan, progress, cancel), self._applied,
                   f"Preparing {_plural(len(plan.pending), 'target MailUser')}…", "users-prepare")
 
     def applying(self) -> bool:
@@ -801,7 +808,7 @@ class ReadinessPage(_TablePage):
         self.discard_fixes()
         self.results = None
         self.dry_result.setText("")
-        self._run(lambda cancel: engine.readiness(self._progress.emit, cancel), self._checked,
+        self._run(lambda progress, cancel: engine.readiness(progress, cancel), self._checked,
                   "Checking every user in both tenants…", "users-readiness")
 
     def _checked(self, results: list[UserReadiness]) -> None:
@@ -849,7 +856,7 @@ class ReadinessPage(_TablePage):
             return
         engine = users_engine(self.ctx)
         self._applying = True
-        self._run(lambda cancel: engine.apply_fixes(plan, self._progress.emit, cancel), self._fixed,
+        self._run(lambda progress, cancel: engine.apply_fixes(plan, progress, cancel), self._fixed,
                   "Applying the fixes…", "users-fixes")
 
     def applying(self) -> bool:
@@ -878,7 +885,7 @@ class ReadinessPage(_TablePage):
         engine = users_engine(self.ctx)
         self.dry = None
         self.dry_result.setText("")
-        self._run(lambda _c: engine.dry_run(r.source), self._dried,
+        self._run(lambda _p, _c: engine.dry_run(r.source), self._dried,
                   f"Asking the move service about {r.source}…", "users-dry-run")
 
     def _dried(self, check: Check) -> None:
