@@ -8,6 +8,7 @@ intent is left open, and no token, client secret or private key is anywhere unde
 from __future__ import annotations
 
 import asyncio
+import base64
 import errno
 import json
 import re
@@ -17,9 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import keyring.backend
+import keyring.errors
+
 from tests.engine.setup_support import clock_sleep
-from tests.engine.users_support import CachedContext
+from tests.engine.users_support import CachedContext, CachedTokens
 from tests.unit.cloud_support import policy_for
+from xtwizard.cloud.tokenstore import LOCKED_KEYRING, TokenStore
 from xtwizard.migration.problems import Problem, explain
 from xtwizard.migration.project import MigrationProject, ProjectStore
 from xtwizard.migration.setup.engine import SetupProblem
@@ -36,7 +41,7 @@ WIRE = {
     "answer-lost": {"kind": "lose", "count": 1},
 }
 # Faults of time and of the machine, armed the same way.
-OTHER = ("replication-delay", "token-expiry", "disk-full-before-change", "disk-full-after-change")
+OTHER = ("replication-delay", "token-expiry", "keyring-locked", "disk-full-before-change", "disk-full-after-change")
 FAULTS = (*WIRE, *OTHER)
 GENERIC = "Something went wrong."
 JWT = re.compile(rb"eyJ[\w-]{8,}\.eyJ[\w-]{8,}\.[\w-]{8,}")
@@ -94,6 +99,67 @@ class JournalWrites:
         return write
 
 
+class MemoryKeyring(keyring.backend.KeyringBackend):
+    """The OS keyring stand-in (never the real one); `locked` makes it refuse like a locked keyring does."""
+
+    priority = 1  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.items: dict[tuple[str, str], str] = {}
+        self.locked = False
+
+    def _check(self) -> None:
+        if self.locked:
+            raise keyring.errors.KeyringLocked("The keyring is locked.")
+
+    def get_password(self, service: str, username: str) -> str | None:
+        self._check()
+        return self.items.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self._check()
+        self.items[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        self._check()
+        self.items.pop((service, username), None)
+
+
+class SealedTokens:
+    """Tokens kept as the app keeps them: every new access token goes into an msal cache that the TokenStore seals
+    with a key from the keyring and writes to the data folder (in memory only when the keyring refuses)."""
+
+    def __init__(self, inner: CachedTokens, store: TokenStore) -> None:
+        self.inner, self.store = inner, store
+        self.cache = store.load()
+
+    async def __call__(self, resource: str, *, force_refresh: bool = False) -> str:
+        before = self.inner.cache.get(resource)
+        token = await self.inner(resource, force_refresh=force_refresh)
+        if token != before:
+            info = base64.urlsafe_b64encode(b'{"uid":"u","utid":"t"}').decode().rstrip("=")
+            self.cache.add({"client_id": "14d82eec-204b-4c2f-b7e8-296a70dab67e", "scope": [f"{resource}/.default"],
+                            "token_endpoint": "https://login.example/t/oauth2/v2.0/token", "params": {}, "data": {},
+                            "response": {"access_token": token, "expires_in": 3600, "token_type": "Bearer",
+                                         "client_info": info}})
+            self.store.save(self.cache)
+        return token
+
+
+class SealedContext(CachedContext):
+    keyring: MemoryKeyring
+    data_dir: Path
+    stores: list[TokenStore]
+
+    def tokens(self, slot: str) -> Any:
+        if slot not in self._tokens:
+            store = TokenStore(f"{self.project.id}-{slot}", self.data_dir, backend=self.keyring)
+            self.stores.append(store)
+            self._tokens[slot] = SealedTokens(CachedTokens(super(CachedContext, self).tokens(slot)), store)  # type: ignore[assignment]
+        return self._tokens[slot]
+
+
 @dataclass
 class Cell:
     """One fault armed at one moment of a run; `arm()` is called by the engine hook when the moment comes."""
@@ -104,7 +170,8 @@ class Cell:
     ctx: CachedContext | None = None
     journal: JournalWrites | None = None
     armed: bool = False
-    notes: list[str] = field(default_factory=list)
+    keyring: MemoryKeyring = field(default_factory=MemoryKeyring)
+    stores: list[TokenStore] = field(default_factory=list)
 
     def arm(self) -> None:
         if self.armed:
@@ -116,6 +183,9 @@ class Cell:
             self.sb.state.settings["replication_delay_seconds"] = 120
         elif self.fault == "token-expiry":
             self.sb.clock.advance(2 * 3600)  # every cached access token is now expired
+        elif self.fault == "keyring-locked":  # and the tokens expire, so that new ones meet the locked keyring
+            self.keyring.locked = True
+            self.sb.clock.advance(2 * 3600)
         elif self.fault.startswith("disk-full"):
             assert self.journal is not None
             self.journal.disk_full(1 if self.fault.endswith("before-change") else 2)
@@ -127,16 +197,19 @@ class Cell:
         assert self.armed
         if self.fault in WIRE:
             assert not self.sb.faults.rules(), f"the {self.fault} fault did not meet its requests"
+        if self.fault == "keyring-locked":  # new tokens were kept in memory, and the app can say why
+            assert any(not s.persistent and s.reason == LOCKED_KEYRING for s in self.stores)
 
     def calm(self) -> None:
         """The fault passes (the admin retries later): no rules, normal settings, a working disk."""
         self.sb.faults.clear()
         self.sb.state.settings["replication_delay_seconds"] = 0
+        self.keyring.locked = False
         if self.journal is not None:
             self.journal.full_at = 0
 
 
-def run(cell: Cell, body: Callable[[CachedContext], Any]) -> Problem | None:
+def run(cell: Cell, body: Callable[[Any], Any]) -> Problem | None:
     """Run `body(ctx)` (async) with the app's HTTP policy; the Problem it ended in, or None on success."""
 
     async def go() -> Problem | None:
@@ -144,7 +217,9 @@ def run(cell: Cell, body: Callable[[CachedContext], Any]) -> Problem | None:
         if cell.journal is not None:
             cell.journal.task, cell.journal.loop = asyncio.current_task(), asyncio.get_running_loop()
         try:
-            cell.ctx = CachedContext(cell.sb, cell.project, policy)
+            ctx = SealedContext(cell.sb, cell.project, policy)
+            ctx.keyring, ctx.data_dir, ctx.stores = cell.keyring, cell.project.folder.parent.parent / "data", cell.stores
+            cell.ctx = ctx
             await body(cell.ctx)
             return None
         except asyncio.CancelledError:
