@@ -5,16 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import subprocess
+import sys
+import threading
 import time
 
+import httpx
 import keyring.backends.fail
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QMessageBox, QPushButton, QWizard
+from PySide6.QtWidgets import QApplication, QMessageBox, QPushButton, QWizard
 
+from tests.conftest import ca_context
 from tests.engine.setup_support import SandboxContext, run_engine
 from tests.engine.test_setup import full
-from tests.gui.conftest import StallProbe
+from tests.gui.conftest import StallProbe, UserAtBrowser
 from tests.unit.cloud_support import SOURCE_ADMIN, TARGET_ADMIN, MintedTokens, policy_for
 from xtwizard.cloud.arm import ArmClient
 from xtwizard.cloud.exchange import ExchangeClient
@@ -22,6 +28,7 @@ from xtwizard.cloud.graph import GraphClient
 from xtwizard.migration.setup import SetupOptions
 from xtwizard.migration.users import UserEngine
 from xtwizard.migration.workspace import SLOTS, TenantIdentity, Workspace
+from xtwizard.ui.pages.batches import batch_engine
 from xtwizard.ui.widgets import PageState
 
 CLEAN = [("ella.fischer@northwind.example", "ella.fischer@fabrikam.example"),      # 450 MB: completes
@@ -156,10 +163,19 @@ def test_launch_watch_complete_report_and_tear_down(wizard, qtbot, ready, sandbo
     ours = [u for u in monitor.users_model.records if u.batch == "Wave 1"]
     assert {u.target for u in ours} == {t for _, t in CLEAN}
     assert {u.source for u in ours} == {s for s, _ in CLEAN}
-    for _ in range(2):  # validation (2 min), then the copy (450 MB / 1.2 GB at 1 GB per hour)
-        n = monitor.refreshes
-        qtbot.mouseClick(monitor.skip_btn, Qt.MouseButton.LeftButton)
-        wait_refresh(monitor, qtbot, n)
+    n = monitor.refreshes
+    qtbot.mouseClick(monitor.skip_btn, Qt.MouseButton.LeftButton)  # validation (2 min), then the copy (1 GB/hour)
+    wait_refresh(monitor, qtbot, n)
+    # Percent and time left follow the rehearsal's clock: an hour after the start, Farid's copy (1.2 GB) is estimated
+    # well past the 10 % that the few seconds of wall time would give, and the time left is counted in simulated
+    # time (by the wall clock, this much progress in a few seconds would mean "less than a minute left").
+    farid = user_row(monitor, "farid.ghani@fabrikam.example")
+    assert farid.stage == "syncing" and 50 <= farid.percent < 95, farid
+    overall = monitor.overall_text.text()
+    assert re.search(r"about (\d+ minutes|\d+ h \d+ min) left", overall) and "(simulated time)" in overall, overall
+    n = monitor.refreshes
+    qtbot.mouseClick(monitor.skip_btn, Qt.MouseButton.LeftButton)  # the copies end (Tara's fails: her archive grew)
+    wait_refresh(monitor, qtbot, n)
     assert "Simulated time:" in monitor.clock_text.text()
     assert user_row(monitor, "ella.fischer@fabrikam.example").stage == "synced"
     assert user_row(monitor, "ella.fischer@fabrikam.example").percent == 95
@@ -246,7 +262,7 @@ def test_launch_watch_complete_report_and_tear_down(wizard, qtbot, ready, sandbo
     assert not ready.project.unfinished()
 
 
-def test_remove_and_stop_ask_first_and_say_what_happens(wizard, qtbot, ready, sandbox):
+def test_remove_and_stop_ask_first_and_say_what_happens(wizard, qtbot, ready, sandbox, app_ctx):
     launch = wizard.launch
     open_at(wizard, launch)
     launch.complete_auto.setChecked(True)
@@ -280,14 +296,21 @@ def test_remove_and_stop_ask_first_and_say_what_happens(wizard, qtbot, ready, sa
     wait_refresh(monitor, qtbot, n)
     assert "Wave 1" not in target_batches(sandbox)
     assert all(u.batch != "Wave 1" for u in monitor.users_model.records)
+    # Speed up the rehearsal: the engine's clock is the sandbox's, running 600x, not the wall clock.
+    sandbox.clock.advance(7200)  # moved by someone else: the next reading catches up
+    monitor.speed.setCurrentIndex(monitor.speed.findData(600.0))
+    monitor.speed.activated.emit(monitor.speed.currentIndex())
+    qtbot.waitUntil(lambda: "600× faster" in monitor.clock_text.text(), timeout=10000)
+    assert sandbox.clock.scale == 600
+    assert abs(batch_engine(app_ctx).now().timestamp() - sandbox.clock.now()) < 120  # 0.2 s of wall time
 
 
-@pytest.mark.slow
-def test_monitor_stays_responsive_with_ten_thousand_users(app_ctx, qtbot, tmp_path):
-    from xtwizard.cloud.endpoints import sandbox_endpoints
-    from xtwizard.sandbox import Sandbox
+@pytest.fixture
+def big_tenants(tmp_path):
+    """10,000 migration users in five batches of 2,000 (not started), served by `python -m xtwizard.sandbox serve`
+    in its own process: the stall measured is then the app's own, as against real tenants (a sandbox in this
+    process would build its 10,000-row answers on this process's GIL).  Yields (ready line, target addresses)."""
     from xtwizard.sandbox.generate import scenario
-    from xtwizard.ui.wizard import MigrationWizard
 
     data = scenario(10_000)
     source, target = data["tenants"]
@@ -300,27 +323,56 @@ def test_monitor_stays_responsive_with_ten_thousand_users(app_ctx, qtbot, tmp_pa
                               "users": addresses[i * 2000:(i + 1) * 2000]} for i in range(5)]}
     path = tmp_path / "big.json"
     path.write_text(json.dumps(data))
-    with Sandbox(str(path)) as sb:
-        ctx = app_ctx
-        ctx.endpoints = sandbox_endpoints(sb.info)
-        project = ctx.projects.create("Contoso to Litware")
-        ctx.workspace = MintedWorkspace(sb, ctx.endpoints, project, ctx.data_dir,
-                                        admins={"source": "admin@contosobig.onmicrosoft.com",
-                                                "target": "admin@litwarebig.onmicrosoft.com"})
+    errors = tmp_path / "sandbox.err"
+    with errors.open("w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "xtwizard.sandbox", "serve", "--scenario", str(path),
+                                 "--port", "0"], stdout=subprocess.PIPE, stderr=err, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line, errors.read_text()
+        yield json.loads(line), addresses
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.mark.slow
+def test_monitor_stays_responsive_with_ten_thousand_users(big_tenants, qtbot, tmp_path):
+    from xtwizard.cloud.endpoints import sandbox_endpoints
+    from xtwizard.ui.context import AppContext
+    from xtwizard.ui.runner import AsyncRunner
+    from xtwizard.ui.wizard import MigrationWizard
+
+    info, addresses = big_tenants
+    user = UserAtBrowser(info["ca_bundle"])
+    ctx = AppContext(endpoints=sandbox_endpoints(info), runner=AsyncRunner(), data_dir=tmp_path / "data",
+                     log_dir=tmp_path / "logs", open_browser=user, demo=True,
+                     keyring_backend=keyring.backends.fail.Keyring())
+    ws = ctx.workspace = Workspace(ctx.endpoints, ctx.projects.create("Contoso to Litware"), ctx.data_dir,
+                                   keyring_backend=keyring.backends.fail.Keyring())
+    try:
+        for slot, admin in (("target", "admin@litwarebig.onmicrosoft.com"),
+                            ("source", "admin@contosobig.onmicrosoft.com")):
+            user.plan.append((admin, True))  # signed in as the sign-in pages do it (tested there)
+            op = ctx.runner.submit(lambda slot=slot: ws.sign_in_browser(slot, user, threading.Event()))
+            qtbot.waitUntil(lambda op=op: not op.running, timeout=30000)
+            assert op.future.exception() is None and slot in ws.identities, (op.future.exception(), user.errors)
         wizard = MigrationWizard(ctx)
         qtbot.addWidget(wizard)
         wizard.show()
         monitor = wizard.monitor
         monitor.auto.setChecked(False)
         probe = StallProbe()  # the worst gap in the GUI thread's event loop while a refresh runs and shows
+        open_at(wizard, monitor)  # this starts the first refresh
+        QApplication.processEvents()  # the page's first paint: not the refresh's doing
         probe.start()
         started = time.perf_counter()
-        open_at(wizard, monitor)
         wait_refresh(monitor, qtbot, 0)
-        first = (time.perf_counter() - started, monitor.last_apply_ms, probe.stop())
+        first = (time.perf_counter() - started, monitor.last_apply_cpu_ms, monitor.last_apply_ms, probe.stop())
         assert monitor.users_model.rowCount() == 10_000 and monitor.batches_model.rowCount() == 5
         monitor.users_view.sortByColumn(2, Qt.SortOrder.AscendingOrder)  # by status: the refresh re-sorts
         select_user(monitor, addresses[4321])
+        top = monitor.users_view.rowAt(0)
         for i in range(5):  # start every batch from the page: each start refreshes
             proxy = monitor.batches_proxy
             monitor.batches_view.setCurrentIndex(proxy.index(next(
@@ -329,28 +381,35 @@ def test_monitor_stays_responsive_with_ten_thousand_users(app_ctx, qtbot, tmp_pa
             qtbot.mouseClick(monitor.start_btn, Qt.MouseButton.LeftButton)
             confirm(monitor, qtbot)
             wait_refresh(monitor, qtbot, n)
-        sb.clock.advance(600)  # validation ends (the endpoint's app does not exist): every row changes
+        with httpx.Client(verify=ca_context(info["ca_bundle"]), trust_env=False) as control:
+            control.post(info["control_url"] + "/clock", json={"advance_seconds": 600}).raise_for_status()
+        # validation has ended (the endpoint's app does not exist): every row changes and the sort moves them
         n = monitor.refreshes
         probe.worst_ms = 0
         probe.start()
         started = time.perf_counter()
         qtbot.mouseClick(monitor.refresh_btn, Qt.MouseButton.LeftButton)
         wait_refresh(monitor, qtbot, n)
-        second = (time.perf_counter() - started, monitor.last_apply_ms, probe.stop())
+        second = (time.perf_counter() - started, monitor.last_apply_cpu_ms, monitor.last_apply_ms, probe.stop())
         assert monitor.snapshot.counts()["failed"] == 10_000
-        assert monitor.selected_user().target == addresses[4321]  # the refresh kept the admin's selection
-        assert monitor.users_model.records[0].stage == "failed"  # and the sort by status
+        assert monitor.selected_user().target == addresses[4321]  # the refresh kept the admin's selection,
+        assert monitor.users_model.records[0].stage == "failed"  # the sort by status,
+        assert monitor.users_view.rowAt(0) == top  # and the scroll position
         monitor.search.setText(addresses[9999])
         assert monitor.users_proxy.rowCount() == 1
-        print(f"\n10,000 users: first refresh {first[0]:.2f} s (GUI thread busy {first[1]:.0f} ms, worst stall "
-              f"{first[2]} ms); refresh after every row changed {second[0]:.2f} s (GUI thread busy {second[1]:.0f} "
-              f"ms, worst stall {second[2]} ms)")
-        # What our code costs the GUI thread per refresh; the worst stall also holds the in-process sandbox's
-        # own work (it shares the GIL, as in the rehearsal) and the machine's load, so its bound is looser.
-        assert first[1] < 400 and second[1] < 400
-        assert first[2] < 2000 and second[2] < 2000
+        for name, (took, cpu, wall, stall) in (("first refresh", first), ("refresh after every row changed", second)):
+            print(f"\n10,000 users, {name}: {took:.2f} s in all; the GUI thread showed it in {cpu:.0f} ms of CPU "
+                  f"({wall:.0f} ms on the wall clock); its worst stall {stall} ms")
+        # What showing a refresh costs the GUI thread (its own CPU time: load does not inflate it; was ~80-160 ms
+        # when the rows were built there, ~15-40 ms now), and the longest the window went without answering
+        # while a refresh was read, built and shown (issue #8: at most 100 ms; the margin is for a loaded
+        # 2-core machine, whose scheduler alone can pause a thread for tens of milliseconds).
+        assert first[1] < 60 and second[1] < 60
+        assert first[3] < 150 and second[3] < 150
         wizard.close()
+    finally:
         ctx.runner.cancel_all()
-        op = ctx.runner.submit(ctx.workspace.aclose)
+        op = ctx.runner.submit(ws.aclose)
         qtbot.waitUntil(lambda: not op.running, timeout=5000)
         ctx.workspace = None
+        ctx.runner.shutdown()

@@ -4,7 +4,7 @@ sortable, filterable table over a list of records that stays fast with 10,000 ro
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -175,7 +175,10 @@ class RehearsalBanner(QLabel):
 
 @dataclass(frozen=True)
 class Column:
-    """One column of a `RecordTableModel`: how a record shows (text, tooltip, icon), sorts and is edited."""
+    """One column of a `RecordTableModel`: how a record shows (text, tooltip, icon), sorts and is edited.
+
+    `text` and `sort_key` may run on the async runner's thread (`prepare_rows`): keep them pure (the record in,
+    a value out; no Qt objects).  `tip` and `icon` run on the GUI thread, for the rows on screen only."""
 
     title: str
     text: Callable[[Any], str]
@@ -185,10 +188,67 @@ class Column:
     edit: Callable[[Any, str], Any] | None = None      # (record, typed text) -> the replacement record
 
 
+Sort = tuple[int, Qt.SortOrder]
+
+
+@dataclass(frozen=True)
+class PreparedRows:
+    """Records made ready for a `RecordTableModel` by `prepare_rows`: in display order, with their identities and,
+    when prepared away from the GUI thread, every cell's text and the filter's text."""
+
+    records: list[Any]
+    keys: list[Hashable]                    # each record's identity, same order
+    row_of: dict[Hashable, int]             # identity -> row (fewer entries than rows if identities repeat)
+    key: Callable[[Any], Hashable]
+    sort: Sort | None                       # the order they are in (None: as they came, or as shown before)
+    texts: list[tuple[str, ...]] | None = None   # None: computed by the model when a row is first shown
+    haystacks: list[str] | None = None
+
+
+def _sort_key(col: Column) -> Callable[[Any], Any]:
+    return col.sort_key or (lambda r: col.text(r).casefold())
+
+
+def prepare_rows(columns: Sequence[Column], records: Sequence[Any], key: Callable[[Any], Hashable],
+                 sort: Sort | None = None, shown: Sequence[Hashable] | None = None, *,
+                 cells: bool = True) -> PreparedRows:
+    """Everything about showing `records` that grows with their number, done where it is called — on the async
+    runner's thread for a refresh of thousands of rows, so the GUI thread only swaps the result in
+    (`RecordTableModel.show_rows`).  Pure: reads only its arguments.
+
+    `shown`: the identities in the order the table shows them now (`RecordTableModel.shown_keys`).  When the
+    rows are the same ones, they keep that order before sorting (the sort is stable), so equal rows never trade
+    places between refreshes.  `sort`: the view's sort column and order.  `cells`: also compute every cell's
+    text and the filter text (else the model does, lazily, for the rows it shows)."""
+    keys = [key(r) for r in records]
+    row_of = {k: i for i, k in enumerate(keys)}
+    order: list[int] = list(range(len(keys)))
+    if shown is not None and len(shown) == len(row_of) == len(keys) and row_of.keys() == set(shown):
+        order = [row_of[k] for k in shown]
+    texts = [tuple(c.text(r) for c in columns) for r in records] if cells else None
+    if sort is not None and 0 <= sort[0] < len(columns):
+        col = columns[sort[0]]
+        if texts is not None and col.sort_key is None:
+            values = [t[sort[0]].casefold() for t in texts]
+        else:
+            values = [_sort_key(col)(r) for r in records]
+        order.sort(key=values.__getitem__, reverse=sort[1] == Qt.SortOrder.DescendingOrder)
+    else:
+        sort = None
+    if order != list(range(len(keys))):
+        records = [records[i] for i in order]
+        keys = [keys[i] for i in order]
+        row_of = {k: i for i, k in enumerate(keys)}
+        texts = [texts[i] for i in order] if texts is not None else None
+    return PreparedRows(list(records), keys, row_of, key, sort, texts,
+                        ["\n".join(t).casefold() for t in texts] if texts is not None else None)
+
+
 class RecordTableModel(QAbstractTableModel):
     """A table over a list of records (dataclasses), one row each: never one widget per row, so it stays
     fast with 10,000 rows.  Sorting is done here with Python's sort (a view's sort click is forwarded by
-    `RecordFilter`); the filter text matches any column."""
+    `RecordFilter`); the filter text matches any column.  A refresh of many rows is prepared away from the GUI
+    thread (`prepare_rows`) and swapped in with `show_rows`."""
 
     edited = Signal(int)  # a row's record was replaced by an edit
 
@@ -196,60 +256,81 @@ class RecordTableModel(QAbstractTableModel):
         super().__init__(parent)
         self.columns = columns
         self.records: list[Any] = []
+        self._texts: list[tuple[str, ...] | None] = []
         self._haystack: list[str | None] = []
+        self._key: Callable[[Any], Hashable] | None = None  # the identity `_keys` were made with
+        self._keys: list[Hashable] = []    # replaced, never changed in place: `shown_keys` hands it out
+
+    def _swap(self, rows: PreparedRows) -> None:
+        n = len(rows.records)
+        self.records = rows.records
+        self._texts = list(rows.texts) if rows.texts is not None else [None] * n
+        self._haystack = list(rows.haystacks) if rows.haystacks is not None else [None] * n
+        self._key, self._keys = rows.key, rows.keys
 
     def set_records(self, records: list[Any]) -> None:
         self.beginResetModel()
         self.records = list(records)
+        self._texts = [None] * len(self.records)
         self._haystack = [None] * len(self.records)
+        self._key, self._keys = None, []
         self.endResetModel()
 
     def replace(self, row: int, record: Any) -> None:
         self.records[row] = record
-        self._haystack[row] = None
+        self._texts[row] = self._haystack[row] = None
+        self._key = None  # the identity may have changed with the edit
         self.dataChanged.emit(self.index(row, 0), self.index(row, len(self.columns) - 1))
 
-    def update_records(self, records: list[Any], key: Callable[[Any], Any],
-                       sort: tuple[int, Qt.SortOrder] | None = None) -> None:
-        """A refresh of the same rows (a monitor's): when the keys are the ones shown, each row gets its new
-        record in place, so the view keeps its selection, current row and scroll position; with `sort` (the
-        view's sort column and order) the rows are re-sorted in the same step (one dataChanged, or one layout
-        change when the order moved).  Otherwise (rows came or went) the table is reset, then sorted."""
-        old_keys = [key(r) for r in self.records]
-        fresh = {key(r): r for r in records}
-        if len(fresh) != len(records) or fresh.keys() != set(old_keys):
-            self.set_records(records)
-            if sort is not None:
-                self.sort(*sort)
+    def shown_keys(self, key: Callable[[Any], Hashable]) -> list[Hashable]:
+        """The identities of the rows in the order shown (for `prepare_rows`; do not change the list)."""
+        if self._key is not key:
+            self._key, self._keys = key, [key(r) for r in self.records]
+        return self._keys
+
+    def show_rows(self, rows: PreparedRows) -> None:
+        """Show prepared rows.  The same rows in the same order: one dataChanged.  The same rows in another
+        order: one layout change that moves the selection and current row with their records.  Otherwise (rows
+        came or went) a reset.  The view keeps its scroll position in the first two cases."""
+        old = self.shown_keys(rows.key)
+        if rows.keys == old:
+            self._swap(rows)
+            if rows.records:
+                self.dataChanged.emit(self.index(0, 0), self.index(len(rows.records) - 1, len(self.columns) - 1))
             return
-        rows = [fresh[k] for k in old_keys]
-        order_of = list(range(len(rows)))
-        if sort is not None and 0 <= sort[0] < len(self.columns):
-            col = self.columns[sort[0]]
-            sort_key = col.sort_key or (lambda r: col.text(r).casefold())
-            keys = [sort_key(r) for r in rows]
-            order_of = sorted(order_of, key=keys.__getitem__, reverse=sort[1] == Qt.SortOrder.DescendingOrder)
-        if order_of == sorted(order_of):
-            self.records = rows
-            self._haystack = [None] * len(rows)
-            if rows:
-                self.dataChanged.emit(self.index(0, 0), self.index(len(rows) - 1, len(self.columns) - 1))
+        if len(rows.row_of) == len(rows.keys) == len(old) and rows.row_of.keys() == set(old):
+            self.layoutAboutToBeChanged.emit()
+            persistent = self.persistentIndexList()
+            moved = [self.index(rows.row_of[old[i.row()]], i.column()) for i in persistent]
+            self._swap(rows)
+            self.changePersistentIndexList(persistent, moved)
+            self.layoutChanged.emit()
             return
-        self.layoutAboutToBeChanged.emit()
-        old = self.persistentIndexList()
-        new_row = {old_row: new for new, old_row in enumerate(order_of)}
-        self.records = [rows[i] for i in order_of]
-        self._haystack = [None] * len(rows)
-        self.changePersistentIndexList(old, [self.index(new_row[i.row()], i.column()) for i in old])
-        self.layoutChanged.emit()
+        self.beginResetModel()
+        self._swap(rows)
+        self.endResetModel()
+
+    def update_records(self, records: list[Any], key: Callable[[Any], Hashable],
+                       sort: Sort | None = None) -> None:
+        """`prepare_rows` and `show_rows` in one go on the GUI thread, each row's cells made when it is first
+        shown: for a few hundred rows, or an occasional update of more.  A refresh of thousands of rows on a timer
+        prepares them on the runner's thread instead (the Monitor page does)."""
+        self.show_rows(prepare_rows(self.columns, records, key, sort, self.shown_keys(key), cells=False))
+
+    def texts(self, row: int) -> tuple[str, ...]:
+        """The row's cells as shown (prepared, or made now and kept)."""
+        texts = self._texts[row]
+        if texts is None:
+            record = self.records[row]
+            texts = self._texts[row] = tuple(c.text(record) for c in self.columns)
+        return texts
 
     def haystack(self, row: int) -> str:
         """Every column's text, case-folded: what the filter box searches."""
-        text = self._haystack[row]
-        if text is None:
-            record = self.records[row]
-            text = self._haystack[row] = "\n".join(c.text(record) for c in self.columns).casefold()
-        return text
+        hay = self._haystack[row]
+        if hay is None:
+            hay = self._haystack[row] = "\n".join(self.texts(row)).casefold()
+        return hay
 
     def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self.records)
@@ -265,14 +346,13 @@ class RecordTableModel(QAbstractTableModel):
     def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
             return None
-        col = self.columns[index.column()]
-        record = self.records[index.row()]
         if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.EditRole, Qt.ItemDataRole.AccessibleTextRole):
-            return col.text(record)
+            return self.texts(index.row())[index.column()]
+        col = self.columns[index.column()]
         if role == Qt.ItemDataRole.ToolTipRole and col.tip is not None:
-            return col.tip(record) or None
+            return col.tip(self.records[index.row()]) or None
         if role == Qt.ItemDataRole.DecorationRole and col.icon is not None:
-            return col.icon(record)
+            return col.icon(self.records[index.row()])
         return None
 
     def flags(self, index: QModelIndex | QPersistentModelIndex) -> Qt.ItemFlag:
@@ -297,14 +377,21 @@ class RecordTableModel(QAbstractTableModel):
         if not 0 <= column < len(self.columns):
             return
         col = self.columns[column]
-        key = col.sort_key or (lambda r: col.text(r).casefold())
+        if col.sort_key is not None:
+            values = [col.sort_key(r) for r in self.records]
+        else:
+            values = [(t[column] if (t := self._texts[i]) is not None else col.text(r)).casefold()
+                      for i, r in enumerate(self.records)]
+        order_of = sorted(range(len(self.records)), key=values.__getitem__,
+                          reverse=order == Qt.SortOrder.DescendingOrder)
         self.layoutAboutToBeChanged.emit()
         old = self.persistentIndexList()
-        order_of = sorted(range(len(self.records)), key=lambda i: key(self.records[i]),
-                          reverse=order == Qt.SortOrder.DescendingOrder)
         new_row = {old_row: new for new, old_row in enumerate(order_of)}
         self.records = [self.records[i] for i in order_of]
+        self._texts = [self._texts[i] for i in order_of]
         self._haystack = [self._haystack[i] for i in order_of]
+        if self._key is not None:
+            self._keys = [self._keys[i] for i in order_of]
         self.changePersistentIndexList(old, [self.index(new_row[i.row()], i.column()) for i in old])
         self.layoutChanged.emit()
 
@@ -318,6 +405,7 @@ class RecordFilter(QSortFilterProxyModel):
     def __init__(self, model: RecordTableModel, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.setSourceModel(model)
+        self._model = model
         self._needle = ""
         self._keep: Callable[[Any], bool] | None = None
 
@@ -332,8 +420,10 @@ class RecordFilter(QSortFilterProxyModel):
         self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
 
     def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex | QPersistentModelIndex) -> bool:
-        model = self.sourceModel()
-        assert isinstance(model, RecordTableModel)
+        # Called for every row after each change of the model: the common case (no filter) returns at once.
+        if self._keep is None and not self._needle:
+            return True
+        model = self._model
         if self._keep is not None and not self._keep(model.records[source_row]):
             return False
         return not self._needle or self._needle in model.haystack(source_row)
@@ -345,9 +435,7 @@ class RecordFilter(QSortFilterProxyModel):
         """The record behind a view's index (None for none)."""
         if not index.isValid():
             return None
-        model = self.sourceModel()
-        assert isinstance(model, RecordTableModel)
-        return model.records[self.mapToSource(index).row()]
+        return self._model.records[self.mapToSource(index).row()]
 
 
 def record_table(model: RecordTableModel, name: str, widths: list[int] | None = None) -> tuple[QTableView, RecordFilter]:

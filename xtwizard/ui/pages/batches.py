@@ -12,7 +12,8 @@ import datetime
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -42,6 +43,7 @@ from PySide6.QtWidgets import (
     QStyledItemDelegate,
     QStyleOptionProgressBar,
     QStyleOptionViewItem,
+    QTableView,
     QTextBrowser,
     QVBoxLayout,
     QWidget,
@@ -51,10 +53,20 @@ from PySide6.QtWidgets import (
 from ..context import AppContext
 from ..lazy import explain
 from ..runner import Operation
-from ..widgets import Column, RecordFilter, RecordTableModel, format_eta, record_table
+from ..widgets import (
+    Column,
+    PreparedRows,
+    RecordFilter,
+    RecordTableModel,
+    Sort,
+    format_eta,
+    prepare_rows,
+    record_table,
+)
 from .base import BasePage
 
 if TYPE_CHECKING:
+    from ...cloud.http import HttpPolicy
     from ...migration.batches import (
         BatchEngine,
         BatchOptions,
@@ -107,15 +119,65 @@ def time_text(t: datetime.datetime | None) -> str:
 
 
 def batch_engine(ctx: AppContext) -> BatchEngine:
-    """The one BatchEngine of the open project, shared by the three pages."""
+    """The one BatchEngine of the open project, shared by the three pages; in the rehearsal it tells time by the
+    simulated tenants' clock (`RehearsalClock`), else by the real one."""
     from ...migration.batches import BatchEngine
 
     ws = ctx.workspace
     assert ws is not None
     held = ctx.extra.get("batch_engine")
     if not isinstance(held, BatchEngine) or held.ctx is not ws:
-        held = ctx.extra["batch_engine"] = BatchEngine(ws)
+        held = ctx.extra["batch_engine"] = BatchEngine(ws, clock=rehearsal_clock(ctx))
     return held
+
+
+class RehearsalClock:
+    """The simulated tenants' time, for the rehearsal: what the sandbox's control API (`/_sandbox/clock`: its time
+    and speed) said last, run on at that speed in between.  The batches engine reads it as its clock (its percent
+    estimates) and the Monitor's time left follows it, so "Speed up the rehearsal" and "Skip ahead one hour" speed
+    up the estimates too.  Read it (`read`) before engine work that tells time: someone else may have moved it.
+    Until the first reading it is the real time, which the sandbox's clock starts at."""
+
+    def __init__(self, control_url: str) -> None:
+        self.url = control_url + "/clock"
+        self._last: tuple[float, float, float] | None = None  # (simulated epoch seconds, monotonic, speed)
+
+    def __call__(self) -> datetime.datetime:
+        last = self._last  # one tuple, replaced whole: safe to read from any thread
+        if last is None:
+            return datetime.datetime.now(datetime.UTC)
+        simulated, at, scale = last
+        return datetime.datetime.fromtimestamp(simulated + (time.monotonic() - at) * scale, datetime.UTC)
+
+    def update(self, answer: dict[str, Any]) -> None:
+        self._last = (float(answer["now"]), time.monotonic(), float(answer.get("scale") or 1))
+
+    async def read(self, policy: HttpPolicy, change: dict[str, Any] | None = None) -> dict[str, Any]:
+        """GET the clock (or POST `change`: advance_seconds, scale) and remember the answer."""
+        r = await policy.send("POST" if change else "GET", self.url, service="sandbox", route="/_sandbox/clock",
+                              json=change)
+        r.raise_for_status()
+        answer = dict(r.json())
+        self.update(answer)
+        return answer
+
+
+def rehearsal_clock(ctx: AppContext) -> RehearsalClock | None:
+    """The simulated tenants' clock in the rehearsal (`--demo`); None for real tenants."""
+    url = sandbox_control_url(ctx.endpoints) if ctx.demo else None
+    if url is None:
+        return None
+    held = ctx.extra.get("rehearsal_clock")
+    if not isinstance(held, RehearsalClock) or held.url != url + "/clock":
+        held = ctx.extra["rehearsal_clock"] = RehearsalClock(url)
+    return held
+
+
+async def read_clock(ctx: AppContext) -> None:
+    """In the rehearsal, read the simulated clock (on the runner, before engine work that tells time)."""
+    clock, ws = rehearsal_clock(ctx), ctx.workspace
+    if clock is not None and ws is not None:
+        await clock.read(ws.policy)
 
 
 def ask(parent: QWidget, title: str, text: str, yes: str, then: Callable[[], None]) -> QMessageBox:
@@ -420,6 +482,7 @@ class LaunchPage(BasePage):
 
         async def run() -> list[Any]:
             done = []
+            await read_clock(self.ctx)  # the batches' recorded creation times, in the rehearsal's time
             for i, (wave, options) in enumerate(plans):
                 if cancel.is_set():
                     break
@@ -492,6 +555,63 @@ USER_COLUMNS = [
     Column("Problem", lambda u: u.problem.what if u.problem else "",
            tip=lambda u: f"{u.problem.why}\nWhat to do: {u.problem.fix}" if u.problem else ""),
 ]
+
+
+def user_key(u: UserStatus) -> Hashable:
+    return (u.batch, u.target)
+
+
+def batch_key(b: BatchStatus) -> Hashable:
+    return b.name
+
+
+@dataclass(frozen=True)
+class MonitorRows:
+    """One refresh made ready to show on the runner's thread (`monitor_rows`): both tables' rows — every cell's
+    text, the filter's text, in the views' sort order — and the totals, so the GUI thread only swaps them in."""
+
+    snapshot: Snapshot
+    users: PreparedRows
+    batches: PreparedRows
+    counts: dict[str, int]
+    percent: int
+
+
+def monitor_rows(snap: Snapshot, users: tuple[Sort | None, list[Hashable]],
+                 batches: tuple[Sort | None, list[Hashable]]) -> MonitorRows:
+    """`users` / `batches`: each view's sort and the identities of its rows in the order shown."""
+    return MonitorRows(snap, prepare_rows(USER_COLUMNS, snap.users, user_key, *users),
+                       prepare_rows(BATCH_COLUMNS, snap.batches, batch_key, *batches), snap.counts(), snap.percent)
+
+
+_long_lived_frozen = False
+
+
+def freeze_long_lived() -> None:
+    """Once per process, when the monitor first opens: move every object that exists by then (the app's code and
+    pages, ~125,000 objects that live as long as the app) to the garbage collector's permanent generation.
+
+    CPython's full collections stop every thread, the GUI's too, and walk every object they track.  With 10,000
+    users a refresh makes and drops tens of thousands of objects, which sets off about one full collection per
+    refresh: over the app's own objects as well it stalled the window for 120-400 ms on a loaded 2-core machine;
+    over the monitor's data alone it takes 15-80 ms.  Frozen objects are still freed when no longer used; only
+    reference cycles made before would stay, so the garbage is collected first (once, as the page opens)."""
+    import gc
+
+    global _long_lived_frozen
+    if not _long_lived_frozen:
+        _long_lived_frozen = True
+        gc.collect()
+        gc.freeze()
+
+
+def view_sort(view: QTableView) -> Sort | None:
+    """The view's sort column and order (None until the admin sorts)."""
+    h = view.horizontalHeader()
+    return (h.sortIndicatorSection(), h.sortIndicatorOrder()) if h.isSortIndicatorShown() \
+        and h.sortIndicatorSection() >= 0 else None
+
+
 SPEEDS = [("Real time", 1.0), ("1 minute per second (60×)", 60.0), ("10 minutes per second (600×)", 600.0),
           ("1 hour per second (3,600×)", 3600.0)]
 
@@ -613,19 +733,22 @@ class MonitorPage(BasePage):
 
         self.snapshot: Snapshot | None = None
         self.refreshes = 0                 # answers shown (tests and the status line)
-        self.last_apply_ms = 0.0           # GUI-thread time spent showing the last answer
-        self._samples: list[tuple[float, float]] = []  # (monotonic, overall percent of unfinished work)
+        self.last_apply_ms = 0.0           # GUI-thread time spent showing the last answer (wall clock)
+        self.last_apply_cpu_ms = 0.0       # the same in the GUI thread's CPU time (what load does not inflate)
+        self._samples: list[tuple[float, float, float]] = []  # (monotonic, engine's time of the reading, percent)
         self._op: Operation | None = None
         self._action: Operation | None = None
+        self._clock_op: Operation | None = None
         self._detail_for = ""
 
     # -- refresh ------------------------------------------------------------------------------------------
     def initializePage(self) -> None:
+        freeze_long_lived()
         self._samples.clear()
         self.refresh()
         self._auto_changed(self.auto.isChecked())
         if self.control_url is not None:
-            self._clock_request("GET", None)
+            self._clock_request(None)
 
     def cleanupPage(self) -> None:
         self.timer.stop()
@@ -646,46 +769,55 @@ class MonitorPage(BasePage):
         if not self.isVisible():
             self.timer.stop()
             return
-        if self._op is None and self._action is None:  # never queue refreshes behind a slow one
-            self.refresh()
+        if self._op is None and self._action is None and self._clock_op is None:  # never queue refreshes behind
+            self.refresh()                                                        # a slow one or a clock change
 
     def refresh(self) -> None:
-        engine = batch_engine(self.ctx)
+        """Read the tenant and build both tables' rows on the runner's thread (`monitor_rows`: everything that
+        grows with the number of users); `_show` then only swaps them in."""
+        engine, ctx = batch_engine(self.ctx), self.ctx
+        users = (view_sort(self.users_view), self.users_model.shown_keys(user_key))
+        batches = (view_sort(self.batches_view), self.batches_model.shown_keys(batch_key))
+
+        async def read() -> MonitorRows:
+            await read_clock(ctx)  # the rehearsal's estimates follow its simulated time
+            return monitor_rows(await engine.refresh(), users, batches)
+
         self.refresh_btn.setEnabled(False)
         if self.snapshot is None:
             self.status.set_busy("Reading the batches and their users…")
-        self._op = self.ctx.runner.submit(engine.refresh, on_done=self._show, on_error=self._refresh_failed,
+        self._op = self.ctx.runner.submit(read, on_done=self._show, on_error=self._refresh_failed,
                                           key="monitor-refresh")
 
-    def _show(self, snap: Snapshot) -> None:
-        started = time.perf_counter()
+    def _show(self, rows: MonitorRows) -> None:
+        started, cpu = time.perf_counter(), time.thread_time()
         self._op = None
         self.refresh_btn.setEnabled(True)
-        self.snapshot = snap
+        snap = self.snapshot = rows.snapshot
         self.refreshes += 1
-        for model, view, records, key in (
-                (self.users_model, self.users_view, snap.users, lambda u: (u.batch, u.target)),
-                (self.batches_model, self.batches_view, snap.batches, lambda b: b.name)):
-            h = view.horizontalHeader()
-            sort = (h.sortIndicatorSection(), h.sortIndicatorOrder()) if h.isSortIndicatorShown() else None
-            model.update_records(records, key, sort)
+        for model, view, prepared in ((self.users_model, self.users_view, rows.users),
+                                      (self.batches_model, self.batches_view, rows.batches)):
+            model.show_rows(prepared)
+            sort = view_sort(view)
+            if sort is not None and sort != prepared.sort:  # the admin sorted while it was being read
+                model.sort(*sort)
         if not self.batches_view.currentIndex().isValid() and snap.batches:
-            rows = self.batches_model.records  # select this project's first batch (not one found in the tenant)
-            self.batches_view.selectRow(next((i for i, b in enumerate(rows) if b.ours), 0))
-        self._show_overall(snap)
+            batches = self.batches_model.records  # select this project's first batch (not one found in the tenant)
+            self.batches_view.selectRow(next((i for i, b in enumerate(batches) if b.ours), 0))
+        self._show_overall(rows)
         self._show_user()
         self._sync()
         self.last_apply_ms = (time.perf_counter() - started) * 1000
+        self.last_apply_cpu_ms = (time.thread_time() - cpu) * 1000
 
-    def _show_overall(self, snap: Snapshot) -> None:
-        counts = snap.counts()
+    def _show_overall(self, rows: MonitorRows) -> None:
+        snap, counts, percent = rows.snapshot, rows.counts, rows.percent
         n = len(snap.users)
-        percent = snap.percent
         moving = sum(counts.get(s, 0) for s in ("waiting", "syncing", "synced", "completing"))
         self.overall.setValue(percent)
         self.overall.setFormat(f"{percent} % of {n} user(s)")
         now = time.monotonic()
-        self._samples.append((now, float(percent)))
+        self._samples.append((now, snap.taken.timestamp(), float(percent)))
         self._samples = [s for s in self._samples if now - s[0] <= 600]
         parts = [f"{counts.get('completed', 0)} of {n} completed"]
         for stage in ("syncing", "synced", "completing", "waiting"):
@@ -699,7 +831,8 @@ class MonitorPage(BasePage):
         if eta:
             parts.append(eta)
         stamp = snap.taken.astimezone().strftime("%H:%M:%S") if snap.taken else ""
-        self.overall_text.setText(" · ".join(parts) + f" · read at {stamp}")
+        simulated = " (simulated time)" if self.control_url is not None else ""
+        self.overall_text.setText(" · ".join(parts) + f" · read at {stamp}{simulated}")
         problems = list(snap.problems) + [b.problem for b in snap.batches if b.problem is not None]
         if problems:
             p = problems[0]
@@ -715,10 +848,11 @@ class MonitorPage(BasePage):
             self.status.set_idle("")
 
     def time_left(self, finished: bool) -> str:
-        """From how fast the overall percent moved over the last ten minutes (wall time, as the admin waits)."""
+        """From how fast the overall percent moved between the readings of the last ten minutes, timed by the
+        engine's clock: the real one, or in the rehearsal the simulated one (which a skip or a speed-up moves)."""
         if finished or len(self._samples) < 2:
             return "" if finished else "time left: known after the next readings"
-        (t0, p0), (t1, p1) = self._samples[0], self._samples[-1]
+        (_, t0, p0), (_, t1, p1) = self._samples[0], self._samples[-1]
         if p1 <= p0 or t1 <= t0:
             return "time left: not known yet"
         return format_eta((100 - p1) / ((p1 - p0) / (t1 - t0)))
@@ -732,10 +866,10 @@ class MonitorPage(BasePage):
         self.refresh()
 
     def cancel(self) -> None:
-        for op in (self._op, self._action):
+        for op in (self._op, self._action, self._clock_op):
             if op is not None:
                 op.cancel()
-        self._op = self._action = None
+        self._op = self._action = self._clock_op = None
         self.refresh_btn.setEnabled(True)
         if self.status.state.value == "busy":
             self.status.set_idle("Stopped reading; press Refresh now to read again.")
@@ -851,26 +985,28 @@ class MonitorPage(BasePage):
 
     # -- the rehearsal's clock ----------------------------------------------------------------------------
     def set_speed(self, scale: float) -> None:
-        self._clock_request("POST", {"scale": scale})
+        self._clock_request({"scale": scale})
 
     def advance(self, seconds: float) -> None:
-        self._clock_request("POST", {"advance_seconds": seconds})
+        self._clock_request({"advance_seconds": seconds})
 
-    def _clock_request(self, method: str, body: dict[str, Any] | None) -> None:
-        ws = self.ctx.workspace
-        url = self.control_url
-        if ws is None or url is None:
+    def _clock_request(self, change: dict[str, Any] | None) -> None:
+        ws, clock = self.ctx.workspace, rehearsal_clock(self.ctx)
+        if ws is None or clock is None or self.control_url is None:
             return
+        if change is not None and self._op is not None:  # a refresh started before the change shows the old time
+            self._op.cancel()
+            self._op = None
+        self._clock_op = self.ctx.runner.submit(lambda: clock.read(ws.policy, change), on_done=self._clock_shown,
+                                                on_error=self._clock_failed, key="rehearsal-clock")
 
-        async def call() -> dict[str, Any]:
-            r = await ws.policy.send(method, url + "/clock", service="sandbox", route="/_sandbox/clock", json=body)
-            r.raise_for_status()
-            return dict(r.json())
-
-        self.ctx.runner.submit(call, on_done=self._clock_shown, on_error=lambda e: self.status.set_error(explain(e)),
-                               key="rehearsal-clock")
+    def _clock_failed(self, exc: BaseException) -> None:
+        self._clock_op = None
+        self.status.set_error(explain(exc))
+        self._sync()
 
     def _clock_shown(self, clock: dict[str, Any]) -> None:
+        self._clock_op = None
         scale = float(clock.get("scale", 1) or 1)
         now = datetime.datetime.fromtimestamp(float(clock.get("now", 0)), datetime.UTC)
         self.clock_text.setText(f"Simulated time: {time_text(now)}" + (f", running {scale:g}× faster"
@@ -1006,6 +1142,7 @@ class FinishPage(BasePage):
         snap = self.monitor.snapshot
 
         async def write() -> list[Path]:
+            await read_clock(self.ctx)
             fresh = await engine.refresh()  # the reports show the tenant as it is now
             return await asyncio.to_thread(engine.write_reports, folder, fresh or snap)
 
