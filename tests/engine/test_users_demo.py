@@ -12,6 +12,8 @@ from tests.engine.setup_support import new_project
 from tests.engine.users_support import run_users
 from xtwizard.cloud.exchange import ExchangeClient
 from xtwizard.cloud.http import NetworkUnavailable
+from xtwizard.migration.batches import BatchEngine
+from xtwizard.migration.setup.model import Plan
 from xtwizard.migration.users import UserEngine, load_mapping, ready_users
 from xtwizard.sandbox.exchange import store
 
@@ -195,3 +197,46 @@ def test_interrupted_preparation_resumes_without_duplicates_and_cancel_stops_bet
     assert len(resolved) == 1 and resolved[0].phase == "done"
     target = sandbox.state.tenant("target")
     assert len([r for r in store.recipients(target).values() if "olivia" in str(r.get("PrimarySmtpAddress"))]) == 1
+
+
+def test_the_scope_fix_journals_as_added_only_the_members_it_added(sandbox: Any, tmp_path: Path,
+                                                                   monkeypatch: Any) -> None:
+    """Gina, Xena and Yusuf are outside the scope group; readiness offers to add all three.  Before the fix runs the
+    customer adds Gina by hand: she is journaled as found, not added, and teardown leaves her in the group.  Xena is
+    added; Yusuf is added but the answer is lost (the group is read again: ours).  Teardown takes out those two."""
+    project = new_project(tmp_path)
+    outside = ["gina.hoffman", "xena.zimmer", "yusuf.abbas"]
+    original = ExchangeClient.add_distribution_group_member
+
+    async def lost_for_yusuf(self: ExchangeClient, identity: str, member: str) -> Any:
+        out = await original(self, identity, member)
+        if member.startswith("yusuf."):
+            raise NetworkUnavailable("exchange", "InvokeCommand Add-DistributionGroupMember", ConnectionResetError())
+        return out
+
+    monkeypatch.setattr(ExchangeClient, "add_distribution_group_member", lost_for_yusuf)
+
+    async def body(engine: UserEngine) -> Any:
+        boxes = await engine.inventory(statistics=False)
+        rows = engine.auto_map([m for m in boxes if _local(m.address) in outside], DOMAIN)
+        engine.save_mapping(await engine.validate(rows), DOMAIN)
+        plan = engine.plan_fixes(await engine.readiness(probe=False))
+        scope = Plan([c for c in plan.pending if c.key.startswith("add-to-scope|")])
+        sx = engine.ctx.exchange("source")  # the customer, in the Exchange admin center, meanwhile
+        await sx.invoke("Add-DistributionGroupMember", {"Identity": SCOPE, "Member": "gina.hoffman@northwind.example"})
+        applied = await engine.apply_fixes(scope)
+        members = await sx.distribution_group_members(SCOPE)
+        teardown = await BatchEngine(engine.ctx).plan_teardown()  # type: ignore[arg-type]
+        return scope, applied, members, teardown
+
+    scope, applied, members, teardown = run_users(sandbox, project, body, setup_scope=SCOPE)
+    assert sorted(_local(c.key.split("|", 1)[1]) for c in scope.pending) == outside
+    assert applied.warnings == [] and len(applied.done) == 3
+    assert {_local(m.primary_smtp_address) for m in members} >= set(outside)
+    outcomes = {(_local(e.target["name"]), e.action) for e in project.entries()
+                if e.step == "readiness-fix" and e.phase == "done"}
+    assert outcomes == {("gina.hoffman", "adopt member"), ("xena.zimmer", "add member"),
+                        ("yusuf.abbas", "add member")}
+    assert project.unfinished() == []
+    removed = sorted(_local(c.key.split(":", 1)[1]) for c in teardown.pending if c.key.startswith("member:"))
+    assert removed == ["xena.zimmer", "yusuf.abbas"], teardown.lines()

@@ -601,15 +601,20 @@ class UserEngine:
             return
         tx = self.ctx.exchange("target")
         for e in open_:
-            found = None
-            if e.tenant == "target":
-                found = await self._find_mailuser(tx, str(e.target.get("name", "")))
-            note = ("found in the tenant: the plan re-checks its attributes" if found is not None else
-                    "not in the tenant: the change was not made" if e.action.startswith("create") else
-                    "outcome unknown: the next check re-reads it")
-            self.journal.finish(e.op, ok=found is not None,
-                                target={**e.target, **({"guid": found.guid} if found else {})},
-                                detail={"resolved": "on resume: " + note})
+            target = e.target
+            if e.action == "add member":  # journaled only once the member was seen absent: present now = our add
+                made = str(e.target.get("name", "")).lower() in await self._member_addresses(
+                    str(e.target.get("group", "")))
+                note = "in the group: xtwizard added the member" if made else "not in the group: not added"
+            else:
+                found = await self._find_mailuser(tx, str(e.target.get("name", ""))) if e.tenant == "target" else None
+                made = found is not None
+                if found is not None:
+                    target = {**e.target, "guid": found.guid}
+                note = ("found in the tenant: the plan re-checks its attributes" if made else
+                        "not in the tenant: the change was not made" if e.action.startswith("create") else
+                        "outcome unknown: the next check re-reads it")
+            self.journal.finish(e.op, ok=made, target=target, detail={"resolved": "on resume: " + note})
 
     # --- 4. readiness -----------------------------------------------------------------------------------------
     async def readiness(self, progress: Progress | None = None, cancel: threading.Event | None = None, *,
@@ -740,6 +745,13 @@ class UserEngine:
         result = ApplyResult()
         await self._close_unfinished()
         pending = plan.pending
+        # The scope group's members, read as the fixes run: a user already in it (the customer added them since
+        # readiness ran) is journaled as found, never as added, so teardown will not take them out.
+        groups = {str(c.after["group"]) for c in pending if c.key.startswith(FIX_ADD_TO_SCOPE + "|")}
+        try:
+            members = {g.lower(): await self._member_addresses(g) for g in groups}
+        except ServiceError as exc:
+            raise UsersProblem(explain(exc, "reading the scope group's members")) from None
         lock = asyncio.Lock()
         by_user: dict[str, list[Change]] = {}
         for c in pending:  # one user's fixes in order (they may touch the same MailUser)
@@ -752,7 +764,7 @@ class UserEngine:
                 if cancel is not None and cancel.is_set():
                     result.cancelled = True
                     return
-                problem = await self._apply_fix(c)
+                problem = await self._apply_fix(c, members)
                 async with lock:
                     if problem is None:
                         result.done.append(c)
@@ -765,25 +777,20 @@ class UserEngine:
         result.cancelled = await self._pool(list(by_user.values()), one, cancel) or result.cancelled
         return result
 
-    async def _apply_fix(self, c: Change) -> Problem | None:
+    async def _member_addresses(self, group: str) -> set[str]:
+        """The direct members of a group, by primary SMTP address (lower case)."""
+        sx = self.ctx.exchange("source")
+        rows = await self._call(lambda: sx.distribution_group_members(group))
+        return {m.primary_smtp_address.lower() for m in rows if m.primary_smtp_address}
+
+    async def _apply_fix(self, c: Change, members: dict[str, set[str]]) -> Problem | None:
         fix_id, source = c.key.split("|", 1)
         if fix_id == FIX_CREATE_MAILUSER:
             target = str(c.after.get("PrimarySmtpAddress"))
             return await self._apply_user_change(UserChange(source, target, "create", c.line, {}, dict(c.after)),
                                                  STEP_FIX)
         if fix_id == FIX_ADD_TO_SCOPE:
-            sx = self.ctx.exchange("source")
-            group, member = str(c.after["group"]), str(c.after["member"])
-            obj = {"key": f"member:{member.lower()}", "type": "member", "name": member, "group": group}
-            op = await self.group.begin("source", STEP_FIX, "add member", obj, {"line": c.line})
-            try:
-                await self._call(lambda: sx.add_distribution_group_member(group, member))
-            except ExchangeError as exc:
-                if "MemberAlreadyExists" not in exc.short_type:
-                    await self.group.finish(op, ok=False, detail={"error": str(exc)[:500]})
-                    return explain(exc, c.line)
-            await self.group.finish(op, ok=True)
-            return None
+            return await self._add_to_scope(c, members.setdefault(str(c.after["group"]).lower(), set()))
         tx = self.ctx.exchange("target")
         identity = str(c.after.get("Identity") or c.before.get("Identity"))
         obj = {"key": f"mailuser:{source.lower()}", "type": "MailUser", "name": identity}
@@ -796,6 +803,47 @@ class UserEngine:
             return explain(exc, c.line)
         await self.group.finish(op, ok=True)
         return None
+
+    async def _add_to_scope(self, c: Change, members: set[str]) -> Problem | None:
+        """Add-DistributionGroupMember, journaled as "add member" — what teardown takes back — only when xtwizard
+        really adds the member.  A member already in the group (`members`, read as the fixes run, or Exchange's
+        MemberAlreadyExists when someone added them a moment ago) is journaled as found ("adopt member"): it is the
+        customer's, and stays.  An answer lost on the way back is settled by reading the group again."""
+        sx = self.ctx.exchange("source")
+        group, member = str(c.after["group"]), str(c.after["member"])
+        obj = {"key": f"member:{member.lower()}", "type": "member", "name": member, "group": group}
+        if member.lower() in members:
+            await self._found_member(obj, c.line)
+            return None
+        op = await self.group.begin("source", STEP_FIX, "add member", obj, {"line": c.line})
+        try:
+            await self._call(lambda: sx.add_distribution_group_member(group, member))
+        except (ServiceError, NetworkUnavailable) as exc:
+            if isinstance(exc, ExchangeError) and "MemberAlreadyExists" in exc.short_type:
+                await self.group.finish(op, ok=False, detail={"resolved": "already a member: not added by xtwizard"})
+                await self._found_member(obj, c.line)
+                return None
+            if isinstance(exc, NetworkUnavailable) or exc.status >= 500:  # the answer may be lost, not the add
+                try:  # absent a moment ago: present now means our request added them
+                    added = member.lower() in await self._member_addresses(group)
+                except (ServiceError, NetworkUnavailable):
+                    return explain(exc, c.line)  # the intent stays open: the next apply reads the group
+                if added:
+                    members.add(member.lower())
+                    await self.group.finish(op, ok=True, detail={"resolved": "the answer was lost; the group shows "
+                                                                 "the member"})
+                    return None
+            await self.group.finish(op, ok=False, detail={"error": str(exc)[:500]})
+            return explain(exc, c.line)
+        members.add(member.lower())
+        await self.group.finish(op, ok=True)
+        return None
+
+    async def _found_member(self, obj: dict[str, Any], line: str) -> None:
+        """Journal a member found in the scope group (no change made): the audit log shows it, teardown leaves it."""
+        op = await self.group.begin("source", STEP_FIX, "adopt member", obj, {"line": line})
+        await self.group.finish(op, ok=True, detail={"resolved": f"{obj['name']} is already a member of "
+                                                     f"'{obj['group']}': not added by xtwizard, so teardown leaves them"})
 
     async def dry_run(self, address: str) -> Check:
         """Test-MigrationServerAvailability for one mapped user (source or target address) through the
