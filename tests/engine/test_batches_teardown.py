@@ -111,3 +111,5 @@ def test_teardown_removes_what_we_created_and_restores_what_we_adopted(sandbox: 
     removed = [e.action for e in project.entries() if e.step == "teardown" and e.phase == "done"]
     assert len(removed) == len(plan.pending)
     assert after.pending == []
+    text = "\n".join(after.lines())  # in the teardown's words, not the setup's "the setup is complete"
+    assert "Nothing left to remove: the teardown is complete." in text and "setup is complete" not in text, text

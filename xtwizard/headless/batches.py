@@ -140,14 +140,12 @@ async def _teardown(args: argparse.Namespace, engine: Any) -> int:
     plan = await engine.plan_teardown()
     say("Teardown plan:")
     for line in plan.lines():
-        if plan.pending or plan.waiting or not line.startswith("Nothing to change"):  # the setup's wording
-            say(f"  {line}")
+        say(f"  {line}")
     waiting = engine.waiting_problem(plan)
     if waiting is not None:
         report_problem(waiting)
         return EXIT_VERIFY_FAILED
     if not plan.pending:
-        say("\nNothing left to remove: the teardown is complete.")
         return EXIT_OK
     if not args.yes:
         say("\nNothing changed. Run again with --yes to apply.")

@@ -77,6 +77,8 @@ STATUS_STAGE = {
 # [U] a rough copy rate for estimates only: Microsoft quotes no figure; cloud-to-cloud moves often run near 1 GB/h.
 ESTIMATE_BYTES_PER_HOUR = 1 << 30
 BATCH_NAME_LIMIT = 64
+# What an empty teardown plan says (the setup's plans say "the setup is complete").
+TEARDOWN_NOTHING = "Nothing left to remove: the teardown is complete."
 # What goes with an object teardown removes (its journal entry says so, and the setup forgets them too).
 GOES_WITH = {"source-sp": ("source-grant",), "target-sp": ("target-grant",),
              "app": ("target-sp", "target-grant", "secret", "app-certificate"),
@@ -790,7 +792,7 @@ class BatchEngine:
         self._teardown_facts = {"created": created, "app": app, "grant_resource": grant_resource,
                                 "migration_role": migration_role,
                                 "group_id": found[0].identity if found else group, "certificates": ours_on_app}
-        return Plan(ch, warnings)
+        return Plan(ch, warnings, nothing=TEARDOWN_NOTHING)
 
     async def _plan_vault(self, created: dict[str, dict[str, Any]], known: dict[str, dict[str, Any]],
                           ch: list[Change]) -> None:

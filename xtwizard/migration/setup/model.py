@@ -44,6 +44,7 @@ def _show(value: Any) -> str:
 class Plan:
     changes: list[Change]
     warnings: list[str] = field(default_factory=list)
+    nothing: str = "Nothing to change: the setup is complete."  # what `lines()` says when nothing is to be done
 
     @property
     def pending(self) -> list[Change]:
@@ -73,7 +74,7 @@ class Plan:
             out.append(f"{tenant.capitalize()} tenant: {n} change{'s' if n != 1 else ''}")
             out.extend(f"  {marks.get(c.kind, ' ')} {c.text()}" for c in changes)
         if self.is_empty:
-            out.append("Nothing to change: the setup is complete.")
+            out.append(self.nothing)
         out.extend(f"Warning: {w}" for w in self.warnings)
         return out
 
