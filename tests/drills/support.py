@@ -32,7 +32,7 @@ from xtwizard.sandbox import Sandbox
 from xtwizard.sandbox.faults import parse_rule
 from xtwizard.sandbox.state import SandboxState
 
-# Faults that go to the wire: (rule, retried by the HTTP policy?).  Each hits the next request(s) once armed.
+# Faults on the wire: sandbox fault rules (xtwizard/sandbox/README.md), each hitting the next request(s) once armed.
 WIRE = {
     "429-storm": {"kind": "throttle", "count": 3, "retry_after": 1},
     "503": {"kind": "error", "status": 503, "count": 2},
@@ -167,7 +167,7 @@ class Cell:
     sb: Sandbox
     project: MigrationProject
     fault: str
-    ctx: CachedContext | None = None
+    ctx: SealedContext | None = None
     journal: JournalWrites | None = None
     armed: bool = False
     keyring: MemoryKeyring = field(default_factory=MemoryKeyring)
