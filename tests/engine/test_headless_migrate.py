@@ -76,7 +76,8 @@ def test_a_whole_migration_by_command_line(running: tuple[Sandbox, Path], tmp_pa
     assert code == 1, out  # Tara's auto-expanding archive grew a new auxiliary archive during the move
     assert "tara.usman@fabrikam.example: A new auxiliary archive appeared" in out
     assert "What to do: Remove the user from this batch and move them again in a new batch." in out
-    assert "1 user(s) failed: see 'What to do' for each above" in err and "--retry-failed" in err
+    assert "1 user(s) failed: see 'What to do' for each above" in err and "--retry-failed" not in err
+    assert "Those that need a new batch: xtwizard migrate --rebatch 'Wave 1' takes them out of it" in err
     assert f"({ready_users - 1} synced, 1 failed)" in out
 
     code, out, err = xt("migrate", "--complete-batch", "Wave 9")  # a typo: a problem, explained
@@ -87,6 +88,29 @@ def test_a_whole_migration_by_command_line(running: tuple[Sandbox, Path], tmp_pa
     code, out, err = xt("status")
     assert code == 1 and f"({ready_users - 1} completed, 1 failed)" in out
     assert f"{ready_users - 1} user(s) completed. After the move:" in out and "Licence the" in out
+
+    # Tara needs a new batch: taken out of 'Wave 1' (plan, then --yes), checked again, moved in 'Wave 2'.
+    code, out, err = xt("migrate", "--rebatch", "Wave 1")
+    assert code == 0 and "- Take tara.usman@fabrikam.example out of the batch 'Wave 1'" in out, out + err
+    assert "Nothing changed. Run again with --yes to apply." in out
+    code, out, err = xt("migrate", "--rebatch", "Wave 1", "--yes")
+    assert code == 0 and "Took 1 user(s) out of 'Wave 1'. Next:" in out and "xtwizard check" in out, out + err
+    code, out, err = xt("migrate", "--plan-only")
+    assert code == 0 and "No users to migrate" in out  # not before readiness has passed again
+    code, out, err = xt("check")
+    assert "READY   tara.usman@northwind.example" in out and "MOVED   alice@northwind.example" in out, out
+    assert f"{ready_users - 1} already moved." in out and "not a mailbox in" not in out
+    # Vera's internal Microsoft move has ended meanwhile (21 hours on the sandbox clock): she is ready too.
+    assert "2 of 9 user(s) ready." in out and "READY   vera.wolf@northwind.example" in out
+    code, out, err = xt("migrate")
+    assert code == 0 and "Created batch 'Wave 2' with 2 users" in out, out + err
+    advance(sb, 20 * 3600)
+    code, out, err = xt("migrate", "--complete-batch", "Wave 2")
+    assert code == 0, err
+    advance(sb, 3600)
+    code, out, err = xt("status")
+    assert code == 0 and "Wave 2: Completed, 100% (2 completed)" in out, out + err
+    assert f"{ready_users + 1} user(s) completed. After the move:" in out
 
     reports = tmp_path / "reports"
     code, out, err = xt("report", "--out", str(reports))
@@ -104,7 +128,7 @@ def test_a_whole_migration_by_command_line(running: tuple[Sandbox, Path], tmp_pa
     assert any(b["Identity"] == "Wave 1" for b in target.col("exchange.batches").values())
     code, out, err = xt("teardown", "--yes")
     assert code == 0, err
-    assert "[1/8] Remove the finished migration batch 'Wave 1'" in out and "Teardown finished: 8 change(s) made." in out
+    assert "[1/9] Remove the finished migration batch 'Wave 1'" in out and "Teardown finished: 9 change(s) made." in out
     code, out, err = xt("teardown")
     assert code == 0 and "Nothing left to remove: the teardown is complete." in out and "--yes" not in out
 

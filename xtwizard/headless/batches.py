@@ -2,7 +2,7 @@
 
     migrate   plan waves of the ready users (or --users-csv SourceUser,TargetUser) and launch them as batches;
               or act on one batch: --start-batch, --stop-batch, --complete-batch, --retry-failed, --remove-batch,
-              --relaunch NAME
+              --relaunch NAME; --rebatch NAME takes the users that need a new batch out of it (--yes applies)
     status    one refresh of every batch and user (paged list calls), each failure with what to do
     report    readiness, progress, final and audit-log reports (HTML + CSV) into a folder
     teardown  the plan of what to remove; --yes applies it
@@ -47,6 +47,11 @@ def _parser(command: str) -> argparse.ArgumentParser:
         p.add_argument("--plan-only", action="store_true", help="print the waves and change nothing")
         for flag in ACTIONS:
             p.add_argument(f"--{flag}", metavar="BATCH", help=f"{flag.replace('-', ' ')}: act on this batch only")
+        p.add_argument("--rebatch", metavar="BATCH", help="take the users whose move failed in a way Retry cannot mend "
+                       "(e.g. an auxiliary archive appeared during the move) out of this batch, so that a later "
+                       "migrate moves them again in a new batch once readiness passes; prints the plan, --yes "
+                       "applies it")
+        p.add_argument("--yes", action="store_true", help="with --rebatch: apply the plan (without it: print it only)")
     if command == "report":
         p.add_argument("--out", required=True, help="folder for the reports")
     if command == "teardown":
@@ -71,6 +76,8 @@ def main_for(command: str, argv: list[str]) -> int:
 async def _migrate(args: argparse.Namespace, engine: Any) -> int:
     from ..migration.batches import BatchOptions, WaveUser
 
+    if args.rebatch:
+        return await _rebatch(args, engine)
     for flag, action in ACTIONS.items():
         name = getattr(args, flag.replace("-", "_"))
         if name:
@@ -105,6 +112,27 @@ async def _migrate(args: argparse.Namespace, engine: Any) -> int:
     return EXIT_OK
 
 
+async def _rebatch(args: argparse.Namespace, engine: Any) -> int:
+    plan = await engine.plan_rebatch(args.rebatch)
+    say(f"Users to take out of '{args.rebatch}' (to move again in a new batch):")
+    for line in plan.lines():
+        say(f"  {line}")
+    if not plan.pending:
+        return EXIT_OK
+    if not args.yes:
+        say("\nNothing changed. Run again with --yes to apply.")
+        return EXIT_OK
+
+    def progress(done: int, total: int, what: str) -> None:
+        if done < total:
+            say(f"  [{done + 1}/{total}] {what}")
+
+    result = await engine.apply_rebatch(plan, progress)
+    say(f"\nTook {len(result.done)} user(s) out of '{args.rebatch}'. Next: fix what 'What to do' said, run xtwizard "
+        "check (readiness), then xtwizard migrate puts those that pass into a new batch.")
+    return EXIT_OK
+
+
 async def _status(args: argparse.Namespace, engine: Any) -> int:
     snap = await engine.refresh()
     for b in snap.batches:
@@ -123,10 +151,23 @@ async def _status(args: argparse.Namespace, engine: Any) -> int:
             say(f"  - {line}")
     say(f"\n{len(snap.users)} users, {snap.requests} requests")
     if failed:
-        say(f"\n{len(failed)} user(s) failed: see 'What to do' for each above (once fixed, xtwizard migrate "
-            "--retry-failed BATCH resumes them).", file=sys.stderr)
+        again = sorted({u.batch for u in failed if engine.needs_new_batch(u)})
+        retry = sorted({u.batch for u in failed if not engine.needs_new_batch(u)})
+        hint = f"\n{len(failed)} user(s) failed: see 'What to do' for each above."
+        if retry:
+            hint += f" Once fixed, xtwizard migrate --retry-failed {_names(retry)} resumes them."
+        if again:
+            hint += (f" Those that need a new batch: xtwizard migrate --rebatch {_names(again)} takes them out of it; "
+                     "then xtwizard check, and xtwizard migrate launches a new batch.")
+        say(hint, file=sys.stderr)
         return EXIT_VERIFY_FAILED
     return EXIT_OK
+
+
+def _names(batches: list[str]) -> str:
+    """'Wave 1', or BATCH (for 'Wave 1', 'Wave 2') when there are several."""
+    quoted = [f"'{b}'" for b in batches]
+    return quoted[0] if len(quoted) == 1 else f"BATCH (for {', '.join(quoted)})"
 
 
 async def _report(args: argparse.Namespace, engine: Any) -> int:

@@ -134,11 +134,13 @@ def check_parser() -> argparse.ArgumentParser:
 
 def _print_readiness(results: list[Any]) -> None:
     for r in results:
-        say(f"  {'READY  ' if r.ready else 'BLOCKED'} {r.source} -> {r.target}", flush=True)
+        say(f"  {'MOVED  ' if r.moved else 'READY  ' if r.ready else 'BLOCKED'} {r.source} -> {r.target}", flush=True)
         for f in r.problems:
             say("      " + f.text().replace("\n", "\n      "), flush=True)
-    ready = sum(1 for r in results if r.ready)
-    say(f"\n{ready} of {len(results)} user(s) ready.", flush=True)
+    moved = sum(1 for r in results if r.moved)
+    ready = sum(1 for r in results if r.ready and not r.moved)
+    say(f"\n{ready} of {len(results) - moved} user(s) ready." + (f" {moved} already moved." if moved else ""),
+        flush=True)
 
 
 def check_main(argv: list[str]) -> int:

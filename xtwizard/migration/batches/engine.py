@@ -152,7 +152,8 @@ class BatchEngine:
                    prefix: str = "Wave") -> list[Wave]:
         """Waves of at most `max_size` users; users linked by delegation (transitively) share a wave unless the
         group alone is larger than a wave (then it is split, with a warning naming it).  Users already in a
-        batch of this project are left out."""
+        batch of this project are left out (not those `apply_rebatch` took out of theirs), and wave names skip
+        the project's batch names (after 'Wave 1' comes 'Wave 2')."""
         max_size = max(1, min(max_size, MAX_BATCH_USERS))
         batched = {t.lower() for rec in self.data["batches"].values() if not rec.get("removedOutside")
                    for _s, t in rec.get("users", [])}
@@ -181,12 +182,22 @@ class BatchEngine:
         # Largest groups first (first fit decreasing), so that groups fill waves without being split.
         ordered = sorted(groups.values(), key=lambda g: -len(g))
         waves: list[Wave] = []
+        taken = {str(k).lower() for k in self.data["batches"]}  # a later launch goes on: Wave 2, Wave 3, ...
+        number = 0
+
+        def next_name() -> str:
+            nonlocal number
+            number += 1
+            while f"{prefix} {number}".lower() in taken:
+                number += 1
+            return f"{prefix} {number}"
+
         for group in ordered:
             chunks = [group[i:i + max_size] for i in range(0, len(group), max_size)]
             for chunk in chunks:
                 wave = next((w for w in waves if len(w.users) + len(chunk) <= max_size), None)
                 if wave is None:
-                    wave = Wave(len(waves) + 1, f"{prefix} {len(waves) + 1}", [])
+                    wave = Wave(len(waves) + 1, next_name(), [])
                     waves.append(wave)
                 wave.users.extend(chunk)
                 if len(group) > 1:
@@ -407,6 +418,120 @@ class BatchEngine:
         rec["replacedBy"] = result.name
         self.ctx.project.save()
         return result
+
+    # --- users that need a new batch -----------------------------------------------------------------------
+    @staticmethod
+    def needs_new_batch(user: UserStatus) -> bool:
+        """A failed user whose failure Retry cannot mend: the move service's answer is to take the user out of
+        the batch and move them again in a new one (e.g. an auxiliary archive appeared during the move)."""
+        return user.failed and user.problem is not None and not user.problem.retryable
+
+    async def plan_rebatch(self, batch: str | None = None, users: Sequence[str] | None = None) -> Plan:
+        """Plan to take users out of their batch (Remove-MigrationUser) so that they can move again in a new
+        batch once readiness passes again — what the Monitor offers for a user that `needs_new_batch`.
+
+        Without `users`: every user of this project's batches (or of `batch`) that `needs_new_batch`.  With
+        `users` (target or source addresses): those users, when they failed or were stopped in one of this
+        project's batches; a user still moving or completed is listed as kept, with why.  Reads the batches with
+        one refresh (paged list calls); a removal a crash left without outcome is settled from what it shows."""
+        snapshot = await self.refresh()
+        self._close_open_removals(snapshot)
+        ours = {str(rec["name"]).lower() for rec in self.data["batches"].values() if not rec.get("removed")}
+        if batch is not None and batch.lower() not in ours:
+            raise BatchProblem(self._removed_problem(batch) if self._record(batch) is None else Problem(
+                f"The batch '{batch}' was removed.", "Its users are in no batch any more: there is nobody to take out.",
+                f"To move its users not moved yet, relaunch it (Relaunch, or xtwizard migrate --relaunch '{batch}').",
+                retryable=False))
+        rows = [u for u in snapshot.users if u.batch.lower() in ours and u.status != "Removed"
+                and (batch is None or u.batch.lower() == batch.lower())]
+        changes: list[Change] = []
+        if users is None:
+            chosen = [u for u in rows if self.needs_new_batch(u)]
+        else:
+            wanted = {a.lower() for a in users}
+            chosen = [u for u in rows if u.target.lower() in wanted or u.source.lower() in wanted]
+            seen = {u.target.lower() for u in chosen} | {u.source.lower() for u in chosen}
+            for a in users:
+                if a.lower() not in seen:
+                    changes.append(Change("target", "batches", "keep", f"migration-user:{a.lower()}",
+                                          f"{a} is not in a batch of this project{f' ({batch})' if batch else ''}"))
+        for u in chosen:
+            key = f"migration-user:{u.target.lower()}"
+            before = {"Batch": u.batch, "Status": u.status}
+            if u.stage in ("failed", "stopped"):
+                why = u.problem.what if u.problem is not None else f"its move is {u.status.lower()}"
+                changes.append(Change("target", "batches", "remove", key, f"Take {u.target} out of the batch "
+                                      f"'{u.batch}' to move them again in a new batch ({why})", before))
+            else:
+                changes.append(Change("target", "batches", "keep", key, f"{u.target} stays in '{u.batch}': its "
+                                      f"move is {u.status.lower()} (only failed or stopped users are taken out)",
+                                      before))
+        scope = f"the batch '{batch}'" if batch else "this project's batches"
+        return Plan(changes, nothing=f"Nothing to take out: no failed user of {scope} needs a new batch (Retry "
+                                     "failed users resumes the others).")
+
+    async def apply_rebatch(self, plan: Plan, progress: Progress | None = None,
+                            cancel: threading.Event | None = None) -> ApplyResult:
+        """Take the planned users out of their batch (Remove-MigrationUser), each journaled before and after (step
+        "batches"); Cancel is honoured between users.  The project's record moves each user from the batch's users
+        to its `rebatched` list (kept for the reports), and the user's last readiness result is marked to be
+        checked again: `ready_users()` and `plan_waves` take the user again only once readiness has passed anew."""
+        tx = self._target_exchange()
+        result = ApplyResult(warnings=list(plan.warnings))
+        pending = plan.pending
+        for i, c in enumerate(pending):
+            if cancel is not None and cancel.is_set():
+                result.cancelled = True
+                break
+            if progress is not None:
+                progress(i, len(pending), c.line)
+            target, name = c.key.split(":", 1)[1], str(c.before.get("Batch", ""))
+            op = self.journal.begin("target", "batches", "remove migration user",
+                                    {"type": "migration user", "name": target, "batch": name}, {"line": c.line})
+            try:
+                await tx.remove_migration_user(target)
+            except ServiceError as exc:
+                if not _gone(exc):
+                    self.journal.finish(op, ok=False, detail={"error": str(exc)[:500]})
+                    raise BatchProblem(explain(exc, doing=c.line)) from None
+                self.journal.finish(op, ok=True, detail={"resolved": "already gone from the batch"})
+            else:
+                self.journal.finish(op, ok=True)
+            self._took_out(name, target)
+            result.done.append(c)
+        if progress is not None and not result.cancelled:
+            progress(len(pending), len(pending), "Taken out of the batch")
+        return result
+
+    def _took_out(self, batch: str, target: str) -> None:
+        """Record a user taken out of a batch: no longer one of its users (so the next waves take them again),
+        listed in its `rebatched`; their readiness is to be checked again."""
+        from ..users import engine as users
+
+        rec = self._record(batch)
+        pairs = rec.get("users", []) if rec is not None else []
+        source = next((str(s) for s, t in pairs if str(t).lower() == target.lower()), "")
+        if rec is not None:
+            rec["users"] = [[s, t] for s, t in pairs if str(t).lower() != target.lower()]
+            rec.setdefault("rebatched", []).append([source, target, _iso(self.now())])
+        if source:
+            users.mark_for_recheck(self.ctx.project, source, f"{target} was taken out of the batch '{batch}' to move "
+                                   "again in a new batch.", "Check readiness again; once it passes, launch a new "
+                                   "batch.")
+        self.ctx.project.save()
+
+    def _close_open_removals(self, snapshot: Snapshot) -> None:
+        """A Remove-MigrationUser a crash left without outcome: made when the user is gone from the batch."""
+        present = {(u.batch.lower(), u.target.lower()) for u in snapshot.users if u.status != "Removed"}
+        for e in self.ctx.project.unfinished():
+            if e.step != "batches" or e.action != "remove migration user":
+                continue
+            batch, target = str(e.target.get("batch", "")), str(e.target.get("name", ""))
+            made = (batch.lower(), target.lower()) not in present
+            self.journal.finish(e.op, ok=made, detail={"resolved": "on resume: " + (
+                "gone from the batch: the removal was made" if made else "still in the batch: not removed")})
+            if made:
+                self._took_out(batch, target)
 
     # --- monitoring -------------------------------------------------------------------------------------------
     async def refresh(self) -> Snapshot:

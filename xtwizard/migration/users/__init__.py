@@ -5,7 +5,7 @@ target MailUsers, and readiness per user with one-click safe fixes and a dry run
 journaled before and after) and checks; pages and the headless commands drive the same engine.
 """
 
-from .engine import UserEngine, UsersContext, delivery_domain, load_mapping, ready_users
+from .engine import UserEngine, UsersContext, delivery_domain, load_mapping, mark_for_recheck, ready_users
 from .model import (
     Finding,
     MappingRow,
@@ -18,4 +18,5 @@ from .model import (
 )
 
 __all__ = ["Finding", "MappingRow", "PreparePlan", "PrepareResult", "ReadyUser", "SourceMailbox", "UserChange",
-           "UserEngine", "UserReadiness", "UsersContext", "delivery_domain", "load_mapping", "ready_users"]
+           "UserEngine", "UserReadiness", "UsersContext", "delivery_domain", "load_mapping", "mark_for_recheck",
+           "ready_users"]

@@ -114,6 +114,16 @@ def ready_users(project: MigrationProject) -> list[ReadyUser]:
     return out
 
 
+def mark_for_recheck(project: MigrationProject, source: str, what: str, fix: str) -> None:
+    """The user's last readiness result no longer holds (e.g. their failed move was taken out of its batch):
+    `ready_users` leaves them out until readiness runs again and passes.  The caller saves the project."""
+    r = project.data.get("users", {}).get("readiness", {}).get("users", {}).get(source.lower())
+    if isinstance(r, dict):
+        r["ready"] = False
+        r.setdefault("problems", []).append({"check": "recheck", "severity": ERROR, "what": what, "fix": fix,
+                                             "fixId": ""})
+
+
 def delivery_domain(project: MigrationProject) -> str:
     """The TargetDeliveryDomain for New-MigrationBatch: the target domain every prepared MailUser has a proxy in."""
     return str(project.data.get("users", {}).get("deliveryDomain") or project.data.get("target", {}).get("domain", ""))
@@ -632,6 +642,7 @@ class UserEngine:
             migration_users = await self._call(tx.all_migration_users)
             endpoint = await self._endpoint(tx) if probe else None
             own = self._own_batches()
+            moved = self._moved(migration_users)
             boxes = [m for m in (snap.directory.source(r.source) for r in rows) if m is not None]
             total = 4 + len(boxes) + len(rows)
             boxes = await self._statistics(boxes, progress, cancel, 4, total)
@@ -644,8 +655,9 @@ class UserEngine:
                 nonlocal done
                 src = snap.directory.source(row.source)
                 m = by_addr.get(src.address.lower()) if src else None
-                findings = self._check_user(row, m, snap, migration_users, own, holds)
-                if endpoint and m is not None and not any(f.blocking for f in findings):
+                findings = self._check_user(row, m, snap, migration_users, own, holds, moved)
+                if endpoint and m is not None and row.target.lower() not in moved and not any(
+                        f.blocking for f in findings):
                     findings.append(await self._probe(tx, endpoint, row, snap))
                 results.append(UserReadiness(row.source, row.target, tuple(findings)))
                 done += 1
@@ -701,9 +713,18 @@ class UserEngine:
         await self._pool(boxes, one, cancel)
         return out
 
-    def _check_user(self, row: MappingRow, m: SourceMailbox | None, snap: Snapshot,
-                    migration_users: Sequence[Any], own: set[str], substrate: dict[str, int]) -> list[Finding]:
-        return check_user(row, m, snap, migration_users, own, substrate)
+    def _moved(self, migration_users: Sequence[Any]) -> set[str]:
+        """Target addresses whose move completed: a completed migration user, or one the batches engine last saw
+        completed (its batch may be gone since)."""
+        done = {u.identity.lower() for u in migration_users
+                if u.status.lower() in ("completed", "completedwithwarnings")}
+        last = self.ctx.project.data.get("batches", {}).get("users") or {}
+        done.update(str(t).lower() for t, v in last.items() if isinstance(v, list) and len(v) > 1 and v[1] == "completed")
+        return done
+
+    def _check_user(self, row: MappingRow, m: SourceMailbox | None, snap: Snapshot, migration_users: Sequence[Any],
+                    own: set[str], substrate: dict[str, int], moved: set[str] | None = None) -> list[Finding]:
+        return check_user(row, m, snap, migration_users, own, substrate, moved)
 
     async def _probe(self, tx: ExchangeClient, endpoint: str, row: MappingRow, snap: Snapshot) -> Finding:
         try:
@@ -938,10 +959,14 @@ def _fix_line(f: Finding, r: UserReadiness) -> str:
 
 
 def check_user(row: MappingRow, m: SourceMailbox | None, snap: Snapshot, migration_users: Sequence[Any],
-               own_batches: set[str], substrate: dict[str, int]) -> list[Finding]:
-    """CrossTenantMailboxMigrationValidation's per-user checks (reference §1.5 items 1-14) and more, in plain words."""
+               own_batches: set[str], substrate: dict[str, int], moved: set[str] | None = None) -> list[Finding]:
+    """CrossTenantMailboxMigrationValidation's per-user checks (reference §1.5 items 1-14) and more, in plain words.
+    A user whose move completed (`moved`: target addresses) is not checked again: the source is a MailUser now and
+    the target a mailbox, which would read as problems."""
     d = snap.directory
     out: list[Finding] = []
+    if moved and row.target.lower() in moved:
+        return [Finding("moved", True, OK)]
 
     def ok(check: str) -> None:
         out.append(Finding(check, True, OK))

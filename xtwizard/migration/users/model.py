@@ -177,6 +177,7 @@ CHECK_TITLES = {
     "recoverable-items": "Recoverable items fit the target quota",
     "previous-mailbox": "No earlier mailbox on the target", "other-batch": "Not in another batch",
     "dry-run": "Test connection to the source mailbox",
+    "moved": "Already moved (the migration completed)",
 }
 
 
@@ -230,6 +231,11 @@ class UserReadiness:
     @property
     def fixable(self) -> list[Finding]:
         return [f for f in self.findings if not f.ok and f.fix_id]
+
+    @property
+    def moved(self) -> bool:
+        """The user's move completed: nothing is left to check."""
+        return any(f.check == "moved" for f in self.findings)
 
 
 @dataclass(frozen=True)
