@@ -67,11 +67,12 @@ NOTES = {
           "touched (crash safety comes from the journal and the first inspection), and read the app's "
           "principals and grants by the ids the journal recorded instead of after finding the app.",
     "B3": "nothing was lost or duplicated and no request was throttled: the app keeps 4 requests in flight per "
-          "tenant (its HTTP policy's gate, equal to the limit here), but each took about 120 ms instead of 50 — "
-          "the client's and the in-process sandbox's work per request on 2 shared cores. httpcore tries "
-          "`import sniffio` (not installed) on every request: with it stubbed, 300 users went from 36 % to 45 %. "
-          "Closing it: install sniffio, measure against the sandbox in its own process, and size the gate to the "
-          "tenant's limit.",
+          "tenant (its HTTP policy's gate, equal to the limit here), but each took about 110 ms instead of 50. "
+          "Part is the in-process sandbox, whose time per request grows with the tenant (median 53 ms at 1,000 "
+          "users, 59 ms at 2,500, latency included; the share was 69 % and 61 % there), part the client on the "
+          "same 2 cores: httpcore tries `import sniffio` (not installed) on every request, and with it stubbed "
+          "300 users went from 36 % to 45 %. Closing it: install sniffio, measure against the sandbox in its own "
+          "process, and size the gate to the tenant's limit.",
     "B4": "requests per refresh and memory meet their goals; the stall (the longest gap of a 10 ms timer on the "
           "GUI thread while a refresh is read, built and shown) does not: the worst came with the refresh right "
           "after the sandbox clock passed the validation of all 10,000 users (the first refresh stalled less), "
