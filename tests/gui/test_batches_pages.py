@@ -363,12 +363,26 @@ def test_monitor_stays_responsive_with_ten_thousand_users(big_tenants, qtbot, tm
         monitor = wizard.monitor
         monitor.auto.setChecked(False)
         probe = StallProbe()  # the worst gap in the GUI thread's event loop while a refresh runs and shows
+        runs = []  # per refresh: what, seconds in all, GUI-thread CPU ms and wall ms to show it, worst stall ms
+
+        def measure(what, act=lambda: None):
+            """From after `act` (a click, a confirmation: not the refresh's doing) to the refresh shown."""
+            n = monitor.refreshes
+            act()
+            probe.worst_ms = 0
+            probe.start()
+            started = time.perf_counter()
+            wait_refresh(monitor, qtbot, n)
+            runs.append((what, time.perf_counter() - started, monitor.last_apply_cpu_ms, monitor.last_apply_ms,
+                         probe.stop()))
+
+        def start_batch():
+            qtbot.mouseClick(monitor.start_btn, Qt.MouseButton.LeftButton)
+            confirm(monitor, qtbot)
+
         open_at(wizard, monitor)  # this starts the first refresh
-        QApplication.processEvents()  # the page's first paint: not the refresh's doing
-        probe.start()
-        started = time.perf_counter()
-        wait_refresh(monitor, qtbot, 0)
-        first = (time.perf_counter() - started, monitor.last_apply_cpu_ms, monitor.last_apply_ms, probe.stop())
+        QApplication.processEvents()  # the page's first paint
+        measure("first refresh (10,000 rows arrive)")
         assert monitor.users_model.rowCount() == 10_000 and monitor.batches_model.rowCount() == 5
         monitor.users_view.sortByColumn(2, Qt.SortOrder.AscendingOrder)  # by status: the refresh re-sorts
         select_user(monitor, addresses[4321])
@@ -377,35 +391,30 @@ def test_monitor_stays_responsive_with_ten_thousand_users(big_tenants, qtbot, tm
             proxy = monitor.batches_proxy
             monitor.batches_view.setCurrentIndex(proxy.index(next(
                 r for r in range(proxy.rowCount()) if proxy.record(proxy.index(r, 0)).name == f"Wave {i + 1}"), 0))
-            n = monitor.refreshes
-            qtbot.mouseClick(monitor.start_btn, Qt.MouseButton.LeftButton)
-            confirm(monitor, qtbot)
-            wait_refresh(monitor, qtbot, n)
+            measure(f"Start 'Wave {i + 1}', then a refresh", start_batch)
         with httpx.Client(verify=ca_context(info["ca_bundle"]), trust_env=False) as control:
             control.post(info["control_url"] + "/clock", json={"advance_seconds": 600}).raise_for_status()
         # validation has ended (the endpoint's app does not exist): every row changes and the sort moves them
-        n = monitor.refreshes
-        probe.worst_ms = 0
-        probe.start()
-        started = time.perf_counter()
-        qtbot.mouseClick(monitor.refresh_btn, Qt.MouseButton.LeftButton)
-        wait_refresh(monitor, qtbot, n)
-        second = (time.perf_counter() - started, monitor.last_apply_cpu_ms, monitor.last_apply_ms, probe.stop())
+        measure("Refresh now after every row changed", lambda: qtbot.mouseClick(monitor.refresh_btn,
+                                                                                Qt.MouseButton.LeftButton))
         assert monitor.snapshot.counts()["failed"] == 10_000
         assert monitor.selected_user().target == addresses[4321]  # the refresh kept the admin's selection,
         assert monitor.users_model.records[0].stage == "failed"  # the sort by status,
         assert monitor.users_view.rowAt(0) == top  # and the scroll position
         monitor.search.setText(addresses[9999])
         assert monitor.users_proxy.rowCount() == 1
-        for name, (took, cpu, wall, stall) in (("first refresh", first), ("refresh after every row changed", second)):
-            print(f"\n10,000 users, {name}: {took:.2f} s in all; the GUI thread showed it in {cpu:.0f} ms of CPU "
+        print()
+        for what, took, cpu, wall, stall in runs:  # one line each, as benchmarks/b4_monitor.py reads them
+            print(f"10,000 users, {what}: {took:.2f} s in all; the GUI thread showed it in {cpu:.0f} ms of CPU "
                   f"({wall:.0f} ms on the wall clock); its worst stall {stall} ms")
-        # What showing a refresh costs the GUI thread (its own CPU time: load does not inflate it; was ~80-160 ms
-        # when the rows were built there, ~15-40 ms now), and the longest the window went without answering
-        # while a refresh was read, built and shown (issue #8: at most 100 ms; the margin is for a loaded
-        # 2-core machine, whose scheduler alone can pause a thread for tens of milliseconds).
-        assert first[1] < 60 and second[1] < 60
-        assert first[3] < 150 and second[3] < 150
+        stalls = sorted(run[4] for run in runs)
+        # What showing a refresh costs the GUI thread, in its own CPU time (load does not inflate it: ~20-35 ms;
+        # 55-115 ms when the rows were built there), and how long the window went without answering while a
+        # refresh was read, built and shown: issue #8 asks at most 100 ms; the median of the seven holds to it,
+        # and the worst one has room for a loaded 2-core machine's scheduler, which alone pauses a thread for up to
+        # ~50 ms (before: 140-320 ms).
+        assert max(run[2] for run in runs) < 60, runs
+        assert stalls[len(stalls) // 2] < 100 and stalls[-1] < 200, runs
         wizard.close()
     finally:
         ctx.runner.cancel_all()

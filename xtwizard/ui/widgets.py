@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from PySide6.QtCore import (
     QAbstractTableModel,
@@ -194,15 +194,19 @@ Sort = tuple[int, Qt.SortOrder]
 @dataclass(frozen=True)
 class PreparedRows:
     """Records made ready for a `RecordTableModel` by `prepare_rows`: in display order, with their identities and,
-    when prepared away from the GUI thread, every cell's text and the filter's text."""
+    when prepared away from the GUI thread, every cell's text and the filter's text.  `show_rows` takes the lists
+    over: show a PreparedRows once."""
 
     records: list[Any]
     keys: list[Hashable]                    # each record's identity, same order
     row_of: dict[Hashable, int]             # identity -> row (fewer entries than rows if identities repeat)
     key: Callable[[Any], Hashable]
     sort: Sort | None                       # the order they are in (None: as they came, or as shown before)
-    texts: list[tuple[str, ...]] | None = None   # None: computed by the model when a row is first shown
+    texts: list[tuple[str, ...] | None] | None = None   # None: made by the model when a row is first shown
     haystacks: list[str] | None = None
+    shown: Sequence[Hashable] | None = None  # the identities as shown when prepared, and compared with them:
+    same_rows: bool = False                 # the same identities (each once), and
+    same_order: bool = False                # in the same order
 
 
 def _sort_key(col: Column) -> Callable[[Any], Any]:
@@ -223,7 +227,8 @@ def prepare_rows(columns: Sequence[Column], records: Sequence[Any], key: Callabl
     keys = [key(r) for r in records]
     row_of = {k: i for i, k in enumerate(keys)}
     order: list[int] = list(range(len(keys)))
-    if shown is not None and len(shown) == len(row_of) == len(keys) and row_of.keys() == set(shown):
+    same_rows = shown is not None and len(shown) == len(row_of) == len(keys) and row_of.keys() == set(shown)
+    if shown is not None and same_rows:
         order = [row_of[k] for k in shown]
     texts = [tuple(c.text(r) for c in columns) for r in records] if cells else None
     if sort is not None and 0 <= sort[0] < len(columns):
@@ -240,8 +245,9 @@ def prepare_rows(columns: Sequence[Column], records: Sequence[Any], key: Callabl
         keys = [keys[i] for i in order]
         row_of = {k: i for i, k in enumerate(keys)}
         texts = [texts[i] for i in order] if texts is not None else None
-    return PreparedRows(list(records), keys, row_of, key, sort, texts,
-                        ["\n".join(t).casefold() for t in texts] if texts is not None else None)
+    return PreparedRows(list(records), keys, row_of, key, sort, cast("list[tuple[str, ...] | None]", texts),
+                        ["\n".join(t).casefold() for t in texts] if texts is not None else None, shown, same_rows,
+                        shown is not None and keys == list(shown))
 
 
 class RecordTableModel(QAbstractTableModel):
@@ -264,8 +270,8 @@ class RecordTableModel(QAbstractTableModel):
     def _swap(self, rows: PreparedRows) -> None:
         n = len(rows.records)
         self.records = rows.records
-        self._texts = list(rows.texts) if rows.texts is not None else [None] * n
-        self._haystack = list(rows.haystacks) if rows.haystacks is not None else [None] * n
+        self._texts = rows.texts if rows.texts is not None else [None] * n
+        self._haystack = cast("list[str | None]", rows.haystacks) if rows.haystacks is not None else [None] * n
         self._key, self._keys = rows.key, rows.keys
 
     def set_records(self, records: list[Any]) -> None:
@@ -293,12 +299,17 @@ class RecordTableModel(QAbstractTableModel):
         order: one layout change that moves the selection and current row with their records.  Otherwise (rows
         came or went) a reset.  The view keeps its scroll position in the first two cases."""
         old = self.shown_keys(rows.key)
-        if rows.keys == old:
+        if rows.shown is old:  # nothing shown since they were prepared: the comparisons made then hold
+            same_order, same_rows = rows.same_order, rows.same_rows
+        else:
+            same_order = rows.keys == old
+            same_rows = len(rows.row_of) == len(rows.keys) == len(old) and rows.row_of.keys() == set(old)
+        if same_order:
             self._swap(rows)
             if rows.records:
                 self.dataChanged.emit(self.index(0, 0), self.index(len(rows.records) - 1, len(self.columns) - 1))
             return
-        if len(rows.row_of) == len(rows.keys) == len(old) and rows.row_of.keys() == set(old):
+        if same_rows:
             self.layoutAboutToBeChanged.emit()
             persistent = self.persistentIndexList()
             moved = [self.index(rows.row_of[old[i.row()]], i.column()) for i in persistent]

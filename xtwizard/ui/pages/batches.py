@@ -584,25 +584,21 @@ def monitor_rows(snap: Snapshot, users: tuple[Sort | None, list[Hashable]],
                        prepare_rows(BATCH_COLUMNS, snap.batches, batch_key, *batches), snap.counts(), snap.percent)
 
 
-_long_lived_frozen = False
-
-
 def freeze_long_lived() -> None:
-    """Once per process, when the monitor first opens: move every object that exists by then (the app's code and
-    pages, ~125,000 objects that live as long as the app) to the garbage collector's permanent generation.
+    """Move every object that exists now (the app's code and pages: ~125,000 objects that live as long as the app)
+    to the garbage collector's permanent generation; called when the monitor first opens.
 
     CPython's full collections stop every thread, the GUI's too, and walk every object they track.  With 10,000
     users a refresh makes and drops tens of thousands of objects, which sets off about one full collection per
     refresh: over the app's own objects as well it stalled the window for 120-400 ms on a loaded 2-core machine;
-    over the monitor's data alone it takes 15-80 ms.  Frozen objects are still freed when no longer used; only
-    reference cycles made before would stay, so the garbage is collected first (once, as the page opens)."""
+    over the monitor's data alone it takes 15-80 ms.  Frozen objects are still freed when no longer used, but a
+    reference cycle among them would not be: so what an earlier call froze is thawed and the garbage collected
+    first (one full collection, as the page opens)."""
     import gc
 
-    global _long_lived_frozen
-    if not _long_lived_frozen:
-        _long_lived_frozen = True
-        gc.collect()
-        gc.freeze()
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 def view_sort(view: QTableView) -> Sort | None:
@@ -740,10 +736,13 @@ class MonitorPage(BasePage):
         self._action: Operation | None = None
         self._clock_op: Operation | None = None
         self._detail_for = ""
+        self._frozen = False
 
     # -- refresh ------------------------------------------------------------------------------------------
     def initializePage(self) -> None:
-        freeze_long_lived()
+        if not self._frozen:
+            self._frozen = True
+            freeze_long_lived()
         self._samples.clear()
         self.refresh()
         self._auto_changed(self.auto.isChecked())
