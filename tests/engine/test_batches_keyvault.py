@@ -34,10 +34,15 @@ def _thumbprint(credential: dict[str, Any]) -> str:
     return hashlib.sha1(base64.b64decode(credential["key"])).hexdigest().upper()
 
 
-async def teardown(engine: BatchEngine, ctx: Any) -> tuple[Any, Any]:
-    plan = await engine.plan_teardown()
+async def teardown(engine: BatchEngine, ctx: Any, purge: bool = False) -> tuple[Any, Any]:
+    plan = await engine.plan_teardown(purge_vault=purge)
     await engine.apply_teardown(plan)
-    return plan, await engine.plan_teardown()
+    return plan, await engine.plan_teardown(purge_vault=purge)
+
+
+async def deleted_vaults(engine: BatchEngine, ctx: Any) -> list[str]:
+    arm = ctx.arm("target")
+    return [d.name for d in await arm.deleted_vaults((await arm.subscriptions())[0].subscription_id)]
 
 
 def test_adopted_app_and_vault_keep_what_the_customer_had(sandbox: Any, tmp_path: Path) -> None:
@@ -73,8 +78,9 @@ def test_adopted_app_and_vault_keep_what_the_customer_had(sandbox: Any, tmp_path
     assert len(during["creds"]) == 2 and during["app"].sign_in_audience == "AzureADMultipleOrgs"
     assert during["sp"] is not None and len(during["roles"]) == 2
 
-    plan, after = run(sandbox, project, teardown)
+    plan, after = run(sandbox, project, lambda e, ctx: teardown(e, ctx, purge=True))  # never the customer's vault
     kinds = {c.key: c.kind for c in plan.changes}
+    assert not [k for k in kinds if k.startswith("deleted-vault")]
     assert {k: kinds[k] for k in ("app", "target-sp", "app-certificate", "certificate", "vault-admin-role",
                                   "vault-exchange-role", "vault", "endpoint", "source-sp")} == {
         "app": "update", "target-sp": "remove", "app-certificate": "remove", "certificate": "remove",
@@ -128,3 +134,42 @@ def test_created_resource_group_goes_with_its_vault(sandbox: Any, tmp_path: Path
     assert group is None and vault_name in deleted  # soft-deleted with its group: recoverable for 90 days
     assert not {"resource-group", "vault", "certificate", "vault-admin-role", "app", "secret"} & set(
         SetupJournal(project).known())
+    # Purging was not chosen: the plans say the vault stays recoverable, and its name taken, until Azure purges it.
+    kept = [c for c in [*plan.changes, *after.changes] if c.key == f"deleted-vault:{vault_name}"]
+    assert [c.kind for c in kept] == ["keep", "keep"] and "--purge-vault" in kept[0].line, after.lines()
+    assert "Nothing left to remove" in after.lines()[-1]
+
+    # Chosen afterwards: the soft-deleted vault is purged (journaled), its name is free again.
+    purged, last = run(sandbox, project, lambda e, ctx: teardown(e, ctx, purge=True), ClockContext)
+    assert [(c.kind, c.key) for c in purged.pending] == [("remove", f"deleted-vault:{vault_name}")]
+    assert "can never be recovered" in purged.pending[0].line
+    assert last.pending == [] and vault_name not in run(sandbox, project, deleted_vaults)
+    assert [e.action for e in project.entries() if e.step == "teardown" and e.phase == "done"][-1] == \
+        "remove deleted-vault"
+
+
+def test_a_vault_made_in_the_customers_group_is_deleted_and_purged_in_one_teardown(sandbox: Any,
+                                                                                  tmp_path: Path) -> None:
+    control(sandbox, "PATCH", "/settings", {"certificate_issue_seconds": 0})
+
+    async def customer(ctx: Any) -> None:  # the customer's resource group; xtwizard makes the vault in it
+        arm = ctx.arm("target")
+        await arm.ensure_resource_group((await arm.subscriptions())[0].subscription_id, "fabrikam-security",
+                                        "westeurope")
+
+    project = set_up(sandbox, tmp_path, SetupOptions(**KV, resource_group="fabrikam-security"),  # type: ignore[arg-type]
+                     before=customer)
+    vault_name = next(e.target["name"] for e in project.entries() if e.target.get("key") == "vault")
+    plan, after = run(sandbox, project, lambda e, ctx: teardown(e, ctx, purge=True), ClockContext)
+    order = [c.key for c in plan.pending]
+    assert "resource-group" not in order and order.index("vault") < order.index(f"deleted-vault:{vault_name}")
+    assert after.pending == [] and not [c for c in after.changes if c.key.startswith("deleted-vault")]
+
+    async def azure(engine: BatchEngine, ctx: Any) -> Any:
+        arm = ctx.arm("target")
+        sub = (await arm.subscriptions())[0].subscription_id
+        return (await arm.get_resource_group(sub, "fabrikam-security"), await deleted_vaults(engine, ctx),
+                await arm.check_vault_name(sub, vault_name))
+
+    group, deleted, name = run(sandbox, project, azure)
+    assert group is not None and vault_name not in deleted and name.available  # the customer's group stays

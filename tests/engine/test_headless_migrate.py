@@ -131,6 +131,8 @@ def test_a_whole_migration_by_command_line(running: tuple[Sandbox, Path], tmp_pa
     assert "[1/9] Remove the finished migration batch 'Wave 1'" in out and "Teardown finished: 9 change(s) made." in out
     code, out, err = xt("teardown")
     assert code == 0 and "Nothing left to remove: the teardown is complete." in out and "--yes" not in out
+    code, out, err = xt("teardown", "--purge-vault")  # the client-secret mode made no key vault: nothing to purge
+    assert code == 0 and "Nothing left to remove" in out and "vault" not in out
 
     # What the setup made is gone; what the customer had is as it was.
     assert not [a for a in target.col("applications").values() if a["displayName"].startswith("xtwizard")]

@@ -5,7 +5,7 @@
               --relaunch NAME; --rebatch NAME takes the users that need a new batch out of it (--yes applies)
     status    one refresh of every batch and user (paged list calls), each failure with what to do
     report    readiness, progress, final and audit-log reports (HTML + CSV) into a folder
-    teardown  the plan of what to remove; --yes applies it
+    teardown  the plan of what to remove; --yes applies it; --purge-vault also purges the key vault it deleted
 
 Exit codes: 0 done; 1 users failed (status) or teardown waiting; 2 a problem (what / why / what to do).
 """
@@ -56,6 +56,9 @@ def _parser(command: str) -> argparse.ArgumentParser:
         p.add_argument("--out", required=True, help="folder for the reports")
     if command == "teardown":
         p.add_argument("--yes", action="store_true", help="apply the plan (without it: print it only)")
+        p.add_argument("--purge-vault", action="store_true", help="also purge the key vault xtwizard created, once "
+                       "deleted: its name is free again at once, but the vault and its certificate can never be "
+                       "recovered (default: Azure keeps it soft-deleted, and its name taken, for its retention days)")
     add_connection_args(p)
     return p
 
@@ -178,7 +181,7 @@ async def _report(args: argparse.Namespace, engine: Any) -> int:
 
 
 async def _teardown(args: argparse.Namespace, engine: Any) -> int:
-    plan = await engine.plan_teardown()
+    plan = await engine.plan_teardown(purge_vault=args.purge_vault)
     say("Teardown plan:")
     for line in plan.lines():
         say(f"  {line}")

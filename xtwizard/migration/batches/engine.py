@@ -731,24 +731,30 @@ class BatchEngine:
                     first.setdefault(k, v)
         return created, before, credentials
 
-    async def plan_teardown(self) -> Plan:
+    async def plan_teardown(self, *, purge_vault: bool = False) -> Plan:
         """What to remove once the move is done, from the journal's created objects and the setup's updates:
         our finished batches, the endpoint, the capabilities we added to both organization relationships (or
         the relationships we created), the source consent, the app (or, on an adopted app, the secrets and
         certificates we added), the Key Vault objects, the scoping group (or, in an adopted one, the members we
         added).  Adopted objects are listed as kept, never removed.
 
+        A key vault xtwizard created is soft-deleted: Azure keeps it (and its name) for its retention days.  With
+        `purge_vault` (off by default: a purged vault can never be recovered) the plan also purges it — also
+        after an earlier teardown left it soft-deleted; without, the plan lists it as kept, with the date Azure
+        purges it by itself.
+
         A removal a crash left unfinished is closed first, from what the tenants show (the plan lists the
         objects still there): gone means it was made."""
         try:
-            plan = await self._plan_teardown()
+            plan = await self._plan_teardown(purge_vault)
         except ServiceError as exc:
             raise BatchProblem(explain(exc, doing="Read what the setup made")) from None
         self._close_unfinished(plan)
         return plan
 
     def _close_unfinished(self, plan: Plan) -> None:
-        still = {c.key for c in plan.changes if c.kind in ("remove", "update", "wait")}
+        still = {c.key for c in plan.changes if c.kind in ("remove", "update", "wait")
+                 or c.key.startswith("deleted-vault:")}  # a soft-deleted vault the plan keeps is still there
         for e in self.ctx.project.unfinished():
             if e.step != TEARDOWN_STEP:
                 continue
@@ -762,7 +768,7 @@ class BatchEngine:
                     rec["removed"] = _iso(self.now())
                     self.ctx.project.save()
 
-    async def _plan_teardown(self) -> Plan:
+    async def _plan_teardown(self, purge_vault: bool = False) -> Plan:
         created, before, credentials = self._setup_history()
         known = self.journal.known(removing=True)
         ch: list[Change] = []
@@ -891,6 +897,7 @@ class BatchEngine:
 
         # 6. Key Vault objects (certificate mode): the resource group or vault we made, and the roles we gave.
         await self._plan_vault(created, known, ch)
+        purge = await self._plan_purge(ch, purge_vault)
 
         # 7. The scoping group (adopted groups are not journaled: the source relationship names it); in an adopted
         # group, the members xtwizard added (the setup's --members, the readiness fix) go, the customer's stay.
@@ -916,7 +923,8 @@ class BatchEngine:
                              "does no harm)"))
         self._teardown_facts = {"created": created, "app": app, "grant_resource": grant_resource,
                                 "migration_role": migration_role,
-                                "group_id": found[0].identity if found else group, "certificates": ours_on_app}
+                                "group_id": found[0].identity if found else group, "certificates": ours_on_app,
+                                "purge": purge}
         return Plan(ch, warnings, nothing=TEARDOWN_NOTHING)
 
     async def _plan_vault(self, created: dict[str, dict[str, Any]], known: dict[str, dict[str, Any]],
@@ -966,6 +974,53 @@ class BatchEngine:
         else:
             ch.append(Change("target", "teardown", "keep", "vault",
                              f"Keep the key vault '{vault.name}': it was there before xtwizard"))
+
+    def _vault_made(self) -> dict[str, Any] | None:
+        """The key vault the setup created, from the journal (also once teardown removed it: it may be
+        soft-deleted), or None when xtwizard made none."""
+        made = None
+        for e in self.ctx.project.entries():
+            if e.phase == "done" and e.target.get("key") == "vault" and e.action.startswith("create"):
+                made = e.target
+        return made
+
+    async def _plan_purge(self, ch: list[Change], purge: bool) -> dict[str, str] | None:
+        """The key vault xtwizard created, once soft-deleted (by this plan's removal or an earlier teardown's):
+        purged when `purge` (returns where: subscription, location, name), else listed as kept until Azure purges
+        it by itself.  Nothing when the vault is still in use or already gone for good."""
+        arm_of = getattr(self.ctx, "arm", None)
+        made = self._vault_made()
+        if arm_of is None or made is None:
+            return None
+        arm = arm_of("target")
+        subscription, name = str(made.get("subscription", "")), str(made.get("name", ""))
+        deleting = any(c.kind == "remove" and c.key in ("resource-group", "vault") for c in ch)
+        deleted = next((d for d in await arm.deleted_vaults(subscription) if d.name.lower() == name.lower()), None)
+        if deleted is not None:
+            location, protected, until = deleted.location, deleted.purge_protection, deleted.scheduled_purge_date[:10]
+        elif deleting:
+            vault = await arm.find_vault(subscription, str(made.get("resourceGroup", "")), name)
+            if vault is None:
+                return None
+            props = vault.raw.get("properties") or {}
+            location, protected = vault.location, bool(props.get("enablePurgeProtection"))
+            until = f"its {props.get('softDeleteRetentionInDays', 90)} retention days have passed"
+        else:
+            return None
+        key = f"deleted-vault:{name}"
+        if protected:
+            ch.append(Change("target", "teardown", "keep", key, f"The key vault '{name}' has purge protection: it "
+                             f"stays soft-deleted, and its name taken, until {until} (it cannot be purged sooner)"))
+            return None
+        if purge:
+            ch.append(Change("target", "teardown", "remove", key, f"Purge the deleted key vault '{name}' for good: its "
+                             "name is free again at once, and the vault and the certificate in it can never be "
+                             "recovered"))
+            return {"subscription": subscription, "location": location, "name": name}
+        ch.append(Change("target", "teardown", "keep", key, f"The deleted key vault '{name}' stays recoverable, and its "
+                         f"name taken, until {until}; to free the name now, choose to purge it (xtwizard teardown "
+                         "--purge-vault): it can then never be recovered"))
+        return None
 
     @staticmethod
     def _subscription_of(rec: dict[str, Any]) -> str:
@@ -1165,6 +1220,10 @@ class BatchEngine:
                     for cred in await tg.get_application_key_credentials(app_id)
                     if cred.get("key") and _thumbprint(cred) not in ours]
             await tg.set_key_credentials(app_id, keep)
+        elif c.key.startswith("deleted-vault:"):
+            where = facts["purge"]
+            await self.ctx.arm("target").purge_deleted_vault(  # type: ignore[attr-defined]
+                where["subscription"], where["location"], where["name"])
         elif c.key in ("resource-group", "vault", "vault-admin-role", "vault-exchange-role", "certificate"):
             await self._teardown_vault(c.key, created, known)
         elif c.key == "scope-group":
