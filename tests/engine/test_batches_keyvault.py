@@ -157,8 +157,8 @@ def test_a_vault_made_in_the_customers_group_is_deleted_and_purged_in_one_teardo
         await arm.ensure_resource_group((await arm.subscriptions())[0].subscription_id, "fabrikam-security",
                                         "westeurope")
 
-    project = set_up(sandbox, tmp_path, SetupOptions(**KV, resource_group="fabrikam-security"),  # type: ignore[arg-type]
-                     before=customer)
+    options = SetupOptions(**KV, resource_group="fabrikam-security")  # type: ignore[arg-type]
+    project = set_up(sandbox, tmp_path, options, before=customer)
     vault_name = next(e.target["name"] for e in project.entries() if e.target.get("key") == "vault")
     plan, after = run(sandbox, project, lambda e, ctx: teardown(e, ctx, purge=True), ClockContext)
     order = [c.key for c in plan.pending]

@@ -975,52 +975,60 @@ class BatchEngine:
             ch.append(Change("target", "teardown", "keep", "vault",
                              f"Keep the key vault '{vault.name}': it was there before xtwizard"))
 
-    def _vault_made(self) -> dict[str, Any] | None:
-        """The key vault the setup created, from the journal (also once teardown removed it: it may be
-        soft-deleted), or None when xtwizard made none."""
-        made = None
+    def _vaults_made(self) -> list[dict[str, Any]]:
+        """Every key vault the setup created, from the journal (also those teardown removed since: they may be
+        soft-deleted), the last made last."""
+        made: dict[str, dict[str, Any]] = {}
         for e in self.ctx.project.entries():
             if e.phase == "done" and e.target.get("key") == "vault" and e.action.startswith("create"):
-                made = e.target
-        return made
+                made.pop(str(e.target.get("name", "")).lower(), None)
+                made[str(e.target.get("name", "")).lower()] = e.target
+        return list(made.values())
 
-    async def _plan_purge(self, ch: list[Change], purge: bool) -> dict[str, str] | None:
-        """The key vault xtwizard created, once soft-deleted (by this plan's removal or an earlier teardown's):
-        purged when `purge` (returns where: subscription, location, name), else listed as kept until Azure purges
-        it by itself.  Nothing when the vault is still in use or already gone for good."""
+    async def _plan_purge(self, ch: list[Change], purge: bool) -> dict[str, dict[str, str]]:
+        """Each key vault xtwizard created, once soft-deleted (by this plan's removal or an earlier teardown's):
+        purged when `purge` (returned by name: subscription, location, name), else listed as kept until Azure
+        purges it by itself.  Nothing for a vault still in use or already gone for good."""
         arm_of = getattr(self.ctx, "arm", None)
-        made = self._vault_made()
-        if arm_of is None or made is None:
-            return None
+        made = self._vaults_made()
+        out: dict[str, dict[str, str]] = {}
+        if arm_of is None or not made:
+            return out
         arm = arm_of("target")
-        subscription, name = str(made.get("subscription", "")), str(made.get("name", ""))
         deleting = any(c.kind == "remove" and c.key in ("resource-group", "vault") for c in ch)
-        deleted = next((d for d in await arm.deleted_vaults(subscription) if d.name.lower() == name.lower()), None)
-        if deleted is not None:
-            location, protected, until = deleted.location, deleted.purge_protection, deleted.scheduled_purge_date[:10]
-        elif deleting:
-            vault = await arm.find_vault(subscription, str(made.get("resourceGroup", "")), name)
-            if vault is None:
-                return None
-            props = vault.raw.get("properties") or {}
-            location, protected = vault.location, bool(props.get("enablePurgeProtection"))
-            until = f"its {props.get('softDeleteRetentionInDays', 90)} retention days have passed"
-        else:
-            return None
-        key = f"deleted-vault:{name}"
-        if protected:
-            ch.append(Change("target", "teardown", "keep", key, f"The key vault '{name}' has purge protection: it "
-                             f"stays soft-deleted, and its name taken, until {until} (it cannot be purged sooner)"))
-            return None
-        if purge:
-            ch.append(Change("target", "teardown", "remove", key, f"Purge the deleted key vault '{name}' for good: its "
-                             "name is free again at once, and the vault and the certificate in it can never be "
-                             "recovered"))
-            return {"subscription": subscription, "location": location, "name": name}
-        ch.append(Change("target", "teardown", "keep", key, f"The deleted key vault '{name}' stays recoverable, and its "
-                         f"name taken, until {until}; to free the name now, choose to purge it (xtwizard teardown "
-                         "--purge-vault): it can then never be recovered"))
-        return None
+        deleted_in: dict[str, dict[str, Any]] = {}
+        for rec in made:
+            subscription, name = str(rec.get("subscription", "")), str(rec.get("name", ""))
+            if subscription not in deleted_in:
+                deleted_in[subscription] = {d.name.lower(): d for d in await arm.deleted_vaults(subscription)}
+            deleted = deleted_in[subscription].get(name.lower())
+            if deleted is not None:
+                location, protected = deleted.location, deleted.purge_protection
+                until = deleted.scheduled_purge_date[:10]
+            elif deleting and rec is made[-1]:  # the vault this plan deletes (or its resource group)
+                vault = await arm.find_vault(subscription, str(rec.get("resourceGroup", "")), name)
+                if vault is None:
+                    continue
+                props = vault.raw.get("properties") or {}
+                location, protected = vault.location, bool(props.get("enablePurgeProtection"))
+                until = f"its {props.get('softDeleteRetentionInDays', 90)} retention days have passed"
+            else:
+                continue
+            key = f"deleted-vault:{name}"
+            if protected:
+                ch.append(Change("target", "teardown", "keep", key, f"The key vault '{name}' has purge protection: "
+                                 f"it stays soft-deleted, and its name taken, until {until} (it cannot be purged "
+                                 "sooner)"))
+            elif purge:
+                ch.append(Change("target", "teardown", "remove", key, f"Purge the deleted key vault '{name}' for "
+                                 "good: its name is free again at once, and the vault and the certificate in it can "
+                                 "never be recovered"))
+                out[name] = {"subscription": subscription, "location": location, "name": name}
+            else:
+                ch.append(Change("target", "teardown", "keep", key, f"The deleted key vault '{name}' stays "
+                                 f"recoverable, and its name taken, until {until}; to free the name now, choose to "
+                                 "purge it (xtwizard teardown --purge-vault): it can then never be recovered"))
+        return out
 
     @staticmethod
     def _subscription_of(rec: dict[str, Any]) -> str:
@@ -1221,7 +1229,7 @@ class BatchEngine:
                     if cred.get("key") and _thumbprint(cred) not in ours]
             await tg.set_key_credentials(app_id, keep)
         elif c.key.startswith("deleted-vault:"):
-            where = facts["purge"]
+            where = facts["purge"][name]
             await self.ctx.arm("target").purge_deleted_vault(  # type: ignore[attr-defined]
                 where["subscription"], where["location"], where["name"])
         elif c.key in ("resource-group", "vault", "vault-admin-role", "vault-exchange-role", "certificate"):

@@ -719,7 +719,8 @@ class UserEngine:
         done = {u.identity.lower() for u in migration_users
                 if u.status.lower() in ("completed", "completedwithwarnings")}
         last = self.ctx.project.data.get("batches", {}).get("users") or {}
-        done.update(str(t).lower() for t, v in last.items() if isinstance(v, list) and len(v) > 1 and v[1] == "completed")
+        done.update(str(t).lower() for t, v in last.items()
+                    if isinstance(v, list) and len(v) > 1 and v[1] == "completed")
         return done
 
     def _check_user(self, row: MappingRow, m: SourceMailbox | None, snap: Snapshot, migration_users: Sequence[Any],
@@ -864,7 +865,8 @@ class UserEngine:
         """Journal a member found in the scope group (no change made): the audit log shows it, teardown leaves it."""
         op = await self.group.begin("source", STEP_FIX, "adopt member", obj, {"line": line})
         await self.group.finish(op, ok=True, detail={"resolved": f"{obj['name']} is already a member of "
-                                                     f"'{obj['group']}': not added by xtwizard, so teardown leaves them"})
+                                                     f"'{obj['group']}': not added by xtwizard, so teardown leaves "
+                                                     "them"})
 
     async def dry_run(self, address: str) -> Check:
         """Test-MigrationServerAvailability for one mapped user (source or target address) through the
