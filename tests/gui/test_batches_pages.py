@@ -305,6 +305,64 @@ def test_remove_and_stop_ask_first_and_say_what_happens(wizard, qtbot, ready, sa
     assert abs(batch_engine(app_ctx).now().timestamp() - sandbox.clock.now()) < 120  # 0.2 s of wall time
 
 
+def test_prepared_rows_keep_the_selection_and_the_order_whatever_happened_meanwhile(qtbot):
+    """The Monitor's refresh path without a tenant: rows prepared from what was shown (as on the runner's thread),
+    then swapped in — also after the admin sorted, or rows came or went, in between."""
+    from dataclasses import dataclass
+
+    from xtwizard.ui.widgets import Column, RecordTableModel, prepare_rows, record_table
+
+    @dataclass(frozen=True)
+    class Row:
+        name: str
+        stage: str
+        size: int
+
+    def key(r):
+        return r.name
+
+    columns = [Column("Name", lambda r: r.name), Column("Stage", lambda r: r.stage),
+               Column("Size", lambda r: f"{r.size} MB", sort_key=lambda r: r.size)]
+    model = RecordTableModel(columns)
+    view, proxy = record_table(model, "rows")
+    qtbot.addWidget(view)
+    rows = [Row(f"user{i}", "waiting", i % 7) for i in range(50)]
+    resets = []
+    model.modelReset.connect(lambda: resets.append(1))
+    model.show_rows(prepare_rows(columns, rows, key, None, model.shown_keys(key)))
+    assert [r.name for r in model.records] == [r.name for r in rows] and len(resets) == 1
+    view.sortByColumn(2, Qt.SortOrder.DescendingOrder)
+    view.sortByColumn(1, Qt.SortOrder.AscendingOrder)  # by stage (all equal): still by size within it
+    shown = [r.name for r in model.records]
+    assert shown != [r.name for r in rows]
+    view.selectRow(30)
+    chosen = proxy.record(view.currentIndex()).name
+    # Every row changes, arriving in the service's order, but the sort key stays equal: the rows keep their
+    # places (the sort is stable within the order shown), one dataChanged, the selection stays.
+    fresh = [Row(r.name, "waiting", r.size + 1) for r in rows]
+    prepared = prepare_rows(columns, fresh, key, (1, Qt.SortOrder.AscendingOrder), model.shown_keys(key))
+    assert prepared.same_order and prepared.texts[0] == ("user6", "waiting", "7 MB")
+    model.show_rows(prepared)
+    assert [r.name for r in model.records] == shown and model.records[0].size == 7
+    assert proxy.record(view.currentIndex()).name == chosen and len(resets) == 1
+    # Prepared for one order, while the admin sorted by size: the layout change still moves the selection along.
+    fresh = [Row(r.name, "failed" if i % 2 else "waiting", r.size) for i, r in enumerate(fresh)]
+    prepared = prepare_rows(columns, fresh, key, (1, Qt.SortOrder.AscendingOrder), model.shown_keys(key))
+    view.sortByColumn(2, Qt.SortOrder.DescendingOrder)
+    assert proxy.record(view.currentIndex()).name == chosen
+    model.show_rows(prepared)
+    assert [r.stage for r in model.records] == sorted(r.stage for r in fresh)
+    assert proxy.record(view.currentIndex()).name == chosen and len(resets) == 1
+    proxy.set_text("failed")  # the filter reads the prepared filter text
+    assert proxy.rowCount() == 25
+    proxy.set_text("")
+    # Rows came and went: a reset, in the arrival order sorted.
+    model.show_rows(prepare_rows(columns, fresh[:10] + [Row("new", "failed", 3)], key,
+                                 (2, Qt.SortOrder.DescendingOrder), model.shown_keys(key)))
+    assert len(resets) == 2 and model.rowCount() == 11
+    assert [r.size for r in model.records] == sorted((r.size for r in model.records), reverse=True)
+
+
 @pytest.fixture
 def big_tenants(tmp_path):
     """10,000 migration users in five batches of 2,000 (not started), served by `python -m xtwizard.sandbox serve`
@@ -334,6 +392,7 @@ def big_tenants(tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+        proc.stdout.close()
 
 
 @pytest.mark.slow
