@@ -118,6 +118,9 @@ def test_a_whole_migration_by_command_line(running: tuple[Sandbox, Path], tmp_pa
         f"{n}.{x}" for n in ("readiness", "progress", "final", "audit-log") for x in ("html", "csv"))
     assert all(str(p) in out for p in reports.iterdir())
     assert "tara.usman@fabrikam.example" in (reports / "final.csv").read_text(encoding="utf-8-sig")
+    readiness = (reports / "readiness.csv").read_text(encoding="utf-8-sig")  # the last check, one row per problem
+    assert "iris.jensen@northwind.example,iris.jensen@fabrikam.example,Not ready,No holds that block the move" in \
+        readiness and "alice@northwind.example,alice@fabrikam.example,Moved,,Its migration completed" in readiness
     assert "teardown" not in (reports / "audit-log.csv").read_text(encoding="utf-8-sig")
 
     # Teardown: the plan first (nothing changed), then --yes; a third run finds nothing left.

@@ -76,19 +76,21 @@ def _write(folder: Path, stem: str, title: str, project: MigrationProject, intro
 
 
 def readiness_rows(project: MigrationProject) -> list[list[Any]]:
-    """The users engine's last readiness results (`data["users"]["readiness"]`), one row per finding."""
+    """The users engine's last readiness results (`data["users"]["readiness"]["users"]`: per source address, the
+    target, whether ready or moved, and the problems), one row per problem."""
     rows: list[list[Any]] = [["Source", "Target", "Status", "Check", "What", "What to do"]]
-    for r in project.data.get("users", {}).get("readiness") or []:
+    saved = project.data.get("users", {}).get("readiness") or {}
+    for source, r in (saved.get("users") or {} if isinstance(saved, dict) else {}).items():
         if not isinstance(r, dict):
             continue
-        findings = [f for f in r.get("findings") or [] if isinstance(f, dict) and not f.get("ok", False)]
-        ready = r.get("ready", not any(f.get("severity", "error") == "error" for f in findings))
-        status = "Ready" if ready else "Not ready"
-        if not findings:
-            rows.append([r.get("source", ""), r.get("target", ""), status, "", "All checks passed", ""])
-        for f in findings:
+        problems = [f for f in r.get("problems") or [] if isinstance(f, dict)]
+        status = "Moved" if r.get("moved") else "Ready" if r.get("ready") else "Not ready"
+        if not problems:
+            rows.append([source, r.get("target", ""), status, "",
+                         "Its migration completed" if r.get("moved") else "All checks passed", ""])
+        for f in problems:
             check = str(f.get("check", ""))
-            rows.append([r.get("source", ""), r.get("target", ""), status, CHECK_TITLES.get(check, check), f.get("what", ""),
+            rows.append([source, r.get("target", ""), status, CHECK_TITLES.get(check, check), f.get("what", ""),
                          f.get("fix", "")])
     return rows
 

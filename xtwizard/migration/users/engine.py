@@ -743,7 +743,7 @@ class UserEngine:
         for r in results:
             m = boxes.get(r.source.lower())
             users[r.source.lower()] = {
-                "target": r.target, "ready": r.ready, "delegates": list(m.delegates) if m else [],
+                "target": r.target, "ready": r.ready, "moved": r.moved, "delegates": list(m.delegates) if m else [],
                 "sizeBytes": (m.size_bytes or 0) + (m.archive_size_bytes or 0) if m else None,
                 "problems": [{"check": f.check, "severity": f.severity, "what": f.what, "fix": f.fix,
                               "fixId": f.fix_id} for f in r.problems]}

@@ -178,6 +178,7 @@ CHECK_TITLES = {
     "previous-mailbox": "No earlier mailbox on the target", "other-batch": "Not in another batch",
     "dry-run": "Test connection to the source mailbox",
     "moved": "Already moved (the migration completed)",
+    "recheck": "Checked again after leaving its batch",
 }
 
 
