@@ -142,7 +142,9 @@ def _explain(exc: BaseException) -> Problem:
     if isinstance(exc, NetworkUnavailable):
         return Problem(f"Could not reach Microsoft ({exc.service}).",
                        "The network is down, a proxy or firewall blocks the connection, or the service is "
-                       "not answering.", "Check the internet connection and press Retry. Nothing was changed.",
+                       "not answering.", "Check the internet connection and press Retry. If the connection broke while a change "
+                       "was being sent, the change may have been made anyway: xtwizard looks before it tries again, "
+                       "so nothing is made twice.",
                        _stamp(f"NetworkUnavailable {exc.service} {exc.route}: {exc.cause.__class__.__name__}"))
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         where = f" ({exc.filename})" if exc.filename else ""
