@@ -14,14 +14,14 @@ import time
 import httpx
 import keyring.backends.fail
 import pytest
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication, QMessageBox, QPushButton, QWizard
+from PySide6.QtCore import QDateTime, Qt
+from PySide6.QtWidgets import QApplication, QLabel, QMessageBox, QPushButton, QWizard
 
 from tests.conftest import ca_context
-from tests.engine.setup_support import SandboxContext, run_engine
+from tests.engine.setup_support import SandboxContext, clock_sleep, run_engine
 from tests.engine.test_setup import full
 from tests.gui.conftest import StallProbe, UserAtBrowser
-from tests.unit.cloud_support import SOURCE_ADMIN, TARGET_ADMIN, MintedTokens, policy_for
+from tests.unit.cloud_support import SOURCE_ADMIN, TARGET_ADMIN, MintedTokens, control, policy_for
 from xtwizard.cloud.arm import ArmClient
 from xtwizard.cloud.exchange import ExchangeClient
 from xtwizard.cloud.graph import GraphClient
@@ -35,6 +35,7 @@ CLEAN = [("ella.fischer@northwind.example", "ella.fischer@fabrikam.example"),   
          ("farid.ghani@northwind.example", "farid.ghani@fabrikam.example"),        # 1.2 GB: completes
          ("tara.usman@northwind.example", "tara.usman@fabrikam.example")]          # archive grows mid-move: fails
 NOT_READY = ("jonas.keller@northwind.example", "jonas.keller@fabrikam.example")    # no ExchangeGuid: held back
+TARA = "tara.usman@fabrikam.example"
 
 
 class MintedWorkspace(Workspace):
@@ -114,6 +115,32 @@ def target_batches(sandbox):
     return {b["Identity"]: b for b in sandbox.state.tenant("target").col("exchange.batches").values()}
 
 
+def batch_of(sandbox, target):
+    """The batch a migration user is in, as the target's Exchange has it (None: in no batch)."""
+    tenant = sandbox.state.tenant("target")
+    names = {b["Guid"]: b["Identity"] for b in tenant.col("exchange.batches").values()}
+    return next((names.get(u["_batch"]) for u in tenant.col("exchange.migrationUsers").values()
+                 if u["Identity"].lower() == target), None)
+
+
+def launch_and_watch(wizard, qtbot):
+    """From Readiness (its check passed), launch the one wave now, go on to the Monitor, wait for its reading."""
+    launch, readiness = wizard.launch, wizard.readiness
+    open_at(wizard, readiness)
+    qtbot.waitUntil(lambda: readiness.results is not None and not readiness.busy, timeout=60000)
+    qtbot.mouseClick(wizard.button(QWizard.WizardButton.NextButton), Qt.MouseButton.LeftButton)
+    assert wizard.currentPage() is launch
+    qtbot.mouseClick(launch.launch_btn, Qt.MouseButton.LeftButton)
+    confirm(launch, qtbot)
+    qtbot.waitUntil(lambda: bool(launch.launched) or launch.status.state is PageState.ERROR, timeout=30000)
+    assert launch.launched == ["Wave 1"], launch.status.details
+    qtbot.mouseClick(wizard.button(QWizard.WizardButton.NextButton), Qt.MouseButton.LeftButton)
+    monitor = wizard.monitor
+    monitor.auto.setChecked(False)
+    wait_refresh(monitor, qtbot, 0)
+    return monitor
+
+
 def wait_refresh(page, qtbot, after):
     qtbot.waitUntil(lambda: page.refreshes > after or page.status.state is PageState.ERROR, timeout=30000)
     assert page.refreshes > after, page.status.details
@@ -127,6 +154,13 @@ def select_user(page, target):
     proxy = page.users_proxy
     row = next(r for r in range(proxy.rowCount()) if proxy.record(proxy.index(r, 0)).target == target)
     page.users_view.setCurrentIndex(proxy.index(row, 0))
+
+
+def plan_again(finish, qtbot):
+    qtbot.mouseClick(finish.plan_btn, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: finish.plan is not None or finish.status.state is PageState.ERROR, timeout=30000)
+    assert finish.plan is not None, finish.status.details
+    return finish.plan
 
 
 def test_launch_watch_complete_report_and_tear_down(wizard, qtbot, ready, sandbox, tmp_path):
@@ -189,7 +223,11 @@ def test_launch_watch_complete_report_and_tear_down(wizard, qtbot, ready, sandbo
     assert "tara.usman@fabrikam.example" in shown and "ella.fischer@fabrikam.example" not in shown
     select_user(monitor, "tara.usman@fabrikam.example")
     assert "What to do:" in monitor.details.toHtml() or "What to do" in monitor.details.toPlainText()
+    assert "Retry failed users cannot mend this" in monitor.details.toPlainText()
+    assert monitor.rebatch_btn.isEnabled()  # her failure needs a new batch (tested below)
     monitor.only_problems.setChecked(False)
+    select_user(monitor, "ella.fischer@fabrikam.example")
+    assert not monitor.rebatch_btn.isEnabled() and "cannot mend" not in monitor.details.toPlainText()
     monitor.users_view.grab()  # the progress-bar delegate paints every visible row
     # The selected batch: Complete switches the copied users over.
     proxy = monitor.batches_proxy
@@ -251,6 +289,7 @@ def test_launch_watch_complete_report_and_tear_down(wizard, qtbot, ready, sandbo
     assert finish.plan is not None, finish.status.details
     assert finish.plan.pending and not finish.plan.waiting and finish.teardown_btn.isEnabled()
     assert "endpoint" in finish.plan_view.toPlainText().lower()
+    assert not finish.purge_box.isVisibleTo(finish)  # the client-secret setup made no key vault
     endpoints_before = len(sandbox.state.tenant("target").col("exchange.endpoints"))
     qtbot.mouseClick(finish.teardown_btn, Qt.MouseButton.LeftButton)
     confirm(finish, qtbot)
@@ -260,6 +299,12 @@ def test_launch_watch_complete_report_and_tear_down(wizard, qtbot, ready, sandbo
     assert len(sandbox.state.tenant("target").col("exchange.endpoints")) < endpoints_before
     assert "Removed:" in finish.plan_view.toPlainText()
     assert not ready.project.unfinished()
+    # Planned again: the teardown's own empty plan, said once.
+    plan_again(finish, qtbot)
+    shown = finish.plan_view.toPlainText() + "\n" + finish.status.message.text()
+    assert shown.count("Nothing left to remove") == 1, shown
+    assert "the teardown is complete" in finish.plan_view.toPlainText() and "setup is complete" not in shown
+    assert not finish.teardown_btn.isEnabled() and finish.status.state is PageState.OK
 
 
 def test_remove_and_stop_ask_first_and_say_what_happens(wizard, qtbot, ready, sandbox, app_ctx):
@@ -481,3 +526,124 @@ def test_monitor_stays_responsive_with_ten_thousand_users(big_tenants, qtbot, tm
         qtbot.waitUntil(lambda: not op.running, timeout=5000)
         ctx.workspace = None
         ctx.runner.shutdown()
+
+
+def test_a_user_retry_cannot_mend_moves_again_in_a_new_batch(wizard, qtbot, ready, sandbox, app_ctx):
+    """Tara's archive grows an auxiliary archive half-way through her move: the Monitor takes her out of Wave 1
+    (plan, confirmation, progress), tells the admin what comes next, and once readiness passes again the Launch
+    page offers her in Wave 2 — with its times chosen and checked in the rehearsal's simulated time."""
+    monitor = launch_and_watch(wizard, qtbot)
+    for _ in range(2):  # validation, then the copy: Tara's fails half-way
+        n = monitor.refreshes
+        qtbot.mouseClick(monitor.skip_btn, Qt.MouseButton.LeftButton)
+        wait_refresh(monitor, qtbot, n)
+    tara = user_row(monitor, TARA)
+    assert tara.stage == "failed" and not tara.problem.retryable
+    select_user(monitor, TARA)
+    qtbot.mouseClick(monitor.rebatch_btn, Qt.MouseButton.LeftButton)
+    text = confirm(monitor, qtbot, yes=False)  # the plan first; "Don't" changes nothing
+    assert f"Take {TARA} out of the batch 'Wave 1'" in text and "Check again" in text, text
+    assert batch_of(sandbox, TARA) == "Wave 1"
+    progress = []
+    monitor._progress.connect(lambda *a: progress.append(a))
+    qtbot.waitUntil(monitor.rebatch_btn.isEnabled)
+    qtbot.mouseClick(monitor.rebatch_btn, Qt.MouseButton.LeftButton)
+    confirm(monitor, qtbot)
+    qtbot.waitUntil(lambda: monitor.awaiting_text.isVisibleTo(monitor) or monitor.status.state is PageState.ERROR,
+                    timeout=30000)
+    assert monitor.status.state is not PageState.ERROR, monitor.status.details
+    assert batch_of(sandbox, TARA) is None and batch_of(sandbox, "ella.fischer@fabrikam.example") == "Wave 1"
+    assert [(done, total) for done, total, _ in progress] == [(0, 1), (1, 1)] and TARA in progress[0][2]
+    assert [e.phase for e in ready.project.entries() if e.action == "remove migration user"] == ["intent", "done"]
+    assert all(u.target != TARA for u in monitor.users_model.records)
+    assert TARA in monitor.awaiting_text.text() and "Check again" in monitor.awaiting_text.text()
+    assert not monitor.rebatch_btn.isEnabled()
+
+    # Back to Launch: she is not offered before readiness passes again, and the page says so.
+    launch, readiness = wizard.launch, wizard.readiness
+    qtbot.mouseClick(wizard.button(QWizard.WizardButton.BackButton), Qt.MouseButton.LeftButton)
+    assert wizard.currentPage() is launch
+    assert launch.waves == [] and launch.awaiting == [TARA] and "Check again" in launch.status.message.text()
+    qtbot.mouseClick(wizard.button(QWizard.WizardButton.BackButton), Qt.MouseButton.LeftButton)
+    assert wizard.currentPage() is readiness
+    qtbot.mouseClick(readiness.recheck_btn, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: readiness.results is not None and not readiness.busy, timeout=60000)
+    assert next(r for r in readiness.results if r.target == TARA).ready
+    sandbox.clock.set_scale(600)  # the rehearsal sped up (the Monitor's Speed does this): 10 minutes a second
+    qtbot.mouseClick(wizard.button(QWizard.WizardButton.NextButton), Qt.MouseButton.LeftButton)
+    assert wizard.currentPage() is launch
+    assert [(w.name, [u.target for u in w.users]) for w in launch.waves] == [("Wave 2", [TARA])]
+    assert launch.awaiting == []
+
+    # The times: by the simulated clock (two hours skipped ahead, and running 600x), named as such.
+    qtbot.waitUntil(lambda: "600× faster" in launch.clock_text.text(), timeout=10000)
+    assert launch.clock_text.isVisibleTo(launch) and "simulated time" in launch.clock_text.text()
+    default = launch.start_time.dateTime().toSecsSinceEpoch()
+    assert time.time() + 2 * 3600 < default <= sandbox.clock.now() + 3600  # an hour ahead of the simulated now
+    launch.start_at.setChecked(True)
+    launch.start_time.setDateTime(QDateTime.fromSecsSinceEpoch(int(time.time()) + 3600))  # ahead on the wall clock
+    assert "start time has passed in the rehearsal's simulated time" in launch.summary.toPlainText()
+    assert not launch.launch_btn.isEnabled()
+    launch.start_time.setDateTime(QDateTime.fromSecsSinceEpoch(int(sandbox.clock.now()) + 1800))  # 3 s at 600x
+    assert "(simulated time)" in launch.summary.toPlainText() and launch.launch_btn.isEnabled()
+    qtbot.waitUntil(lambda: "start time has passed" in launch.summary.toPlainText(), timeout=10000)  # by itself
+    assert not launch.launch_btn.isEnabled()
+    # A time that passes while the confirmation is open (someone skips ahead): nothing is launched.
+    launch.start_time.setDateTime(QDateTime.fromSecsSinceEpoch(int(sandbox.clock.now()) + 86400))
+    qtbot.mouseClick(launch.launch_btn, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: launch.findChild(QMessageBox, "confirm") is not None, timeout=5000)
+    sandbox.clock.advance(2 * 86400)
+    confirm(launch, qtbot)
+    qtbot.waitUntil(lambda: launch.status.state is PageState.ERROR, timeout=30000)
+    assert "start time has passed" in launch.status.message.text() and "Wave 2" not in target_batches(sandbox)
+    launch.start_now.setChecked(True)
+    qtbot.mouseClick(launch.launch_btn, Qt.MouseButton.LeftButton)
+    confirm(launch, qtbot)
+    qtbot.waitUntil(lambda: "Wave 2" in launch.launched or launch.status.state is PageState.ERROR, timeout=30000)
+    assert launch.launched == ["Wave 1", "Wave 2"], launch.status.details
+    assert batch_of(sandbox, TARA) == "Wave 2"
+    assert launch.awaiting == [] and "taken out" not in launch.status.message.text()
+
+
+class ClockArmWorkspace(MintedWorkspace):
+    """ARM's long-running operations (a resource group's deletion, a vault's purge) polled on the sandbox clock:
+    the sandbox clock moves on by each Retry-After instead of the test sleeping it."""
+
+    def arm(self, slot):
+        return ArmClient(self.endpoints, self.policy, self._tokens(slot), tenant=slot, sleep=clock_sleep(self.sb))
+
+
+def test_finish_purges_the_key_vault_it_created_only_when_asked(wizard, qtbot, sandbox, app_ctx):
+    control(sandbox, "PATCH", "/settings", {"certificate_issue_seconds": 0})
+    project = app_ctx.projects.create("Key Vault move")
+    run_engine(sandbox, project, SetupOptions(credential="keyvault", scope_groups=["Migration Wave 1"],
+                                              vault_polling_interval=0.05), full)
+    vault = next(e.target["name"] for e in project.entries() if e.target.get("key") == "vault")
+    app_ctx.workspace = ClockArmWorkspace(sandbox, app_ctx.endpoints, project, app_ctx.data_dir)
+    finish = wizard.finish
+    open_at(wizard, finish)
+    assert not finish.purge_box.isVisibleTo(finish)  # not before a plan shows a vault xtwizard created
+    plan = plan_again(finish, qtbot)
+    # Offered, off by default: the plan deletes the resource group and keeps the vault recoverable.
+    assert finish.purge_box.isVisibleTo(finish) and not finish.purge.isChecked()
+    assert "90 days" in finish.purge_box.findChild(QLabel).text() and "cannot be undone" in \
+        finish.purge_box.findChild(QLabel).text()
+    assert [c.kind for c in plan.changes if c.key == f"deleted-vault:{vault}"] == ["keep"]
+    assert "Purge" not in finish.plan_view.toPlainText()
+    finish.purge.setChecked(True)  # the plan is made again, with the purge
+    qtbot.waitUntil(lambda: finish.plan is not None or finish.status.state is PageState.ERROR, timeout=30000)
+    assert ("remove", f"deleted-vault:{vault}") in [(c.kind, c.key) for c in finish.plan.pending]
+    assert f"Purge the deleted key vault '{vault}' for good" in finish.plan_view.toPlainText()
+    assert finish.teardown_btn.isEnabled()
+    qtbot.mouseClick(finish.teardown_btn, Qt.MouseButton.LeftButton)
+    assert "can never be recovered" in confirm(finish, qtbot)
+    qtbot.waitUntil(lambda: finish.torn_down or finish.status.state is PageState.ERROR, timeout=60000)
+    assert finish.torn_down, finish.status.details
+    qtbot.waitUntil(lambda: finish.status.state is not PageState.BUSY, timeout=30000)
+    tenant = sandbox.state.tenant("target")
+    assert not [k for k in tenant.col("arm.deletedVaults") if vault.lower() in k.lower()], "not purged"
+    assert [e.action for e in project.entries() if e.step == "teardown" and e.phase == "done"][-1] == \
+        "remove deleted-vault"
+    plan_again(finish, qtbot)
+    assert not finish.purge_box.isVisibleTo(finish)  # nothing left to purge
+    assert finish.plan_view.toPlainText().count("Nothing left to remove") == 1

@@ -13,7 +13,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -152,6 +152,12 @@ class RehearsalClock:
     def update(self, answer: dict[str, Any]) -> None:
         self._last = (float(answer["now"]), time.monotonic(), float(answer.get("scale") or 1))
 
+    @property
+    def speed(self) -> float:
+        """How many times faster than real time it runs (as last read)."""
+        last = self._last
+        return last[2] if last is not None else 1.0
+
     async def read(self, policy: HttpPolicy, change: dict[str, Any] | None = None) -> dict[str, Any]:
         """GET the clock (or POST `change`: advance_seconds, scale) and remember the answer."""
         r = await policy.send("POST" if change else "GET", self.url, service="sandbox", route="/_sandbox/clock",
@@ -178,6 +184,35 @@ async def read_clock(ctx: AppContext) -> None:
     clock, ws = rehearsal_clock(ctx), ctx.workspace
     if clock is not None and ws is not None:
         await clock.read(ws.policy)
+
+
+def clock_words(ctx: AppContext) -> str:
+    """How the pages name the time the batches run by: the admin's own, or in the rehearsal the simulated one."""
+    return "simulated time" if rehearsal_clock(ctx) is not None else "your time"
+
+
+def awaiting_new_batch(engine: BatchEngine) -> list[str]:
+    """The users (target addresses) `apply_rebatch` took out of a batch to move again that no batch of the
+    project has taken since: they wait for readiness to pass anew, then for a launch."""
+    records = engine.recorded_batches()
+    out = [str(r[1]) for rec in records for r in rec.get("rebatched") or [] if len(r) > 1]
+    if not out:
+        return []
+    batched = {str(t).lower() for rec in records if not rec.get("removedOutside") for _s, t in rec.get("users", [])}
+    return [t for t in dict.fromkeys(out) if t.lower() not in batched]
+
+
+def needs_new_batch(u: UserStatus | None) -> bool:
+    """A failed user Retry cannot mend (the engine's judgement): offered "Move again in a new batch…"."""
+    if u is None or not u.failed:
+        return False
+    from ...migration.batches import BatchEngine
+
+    return BatchEngine.needs_new_batch(u)
+
+
+AFTER_REBATCH = ("To move them again: go Back to Readiness and press Check again; once they pass, the Launch page "
+                 "offers them in a new batch.")
 
 
 def ask(parent: QWidget, title: str, text: str, yes: str, then: Callable[[], None]) -> QMessageBox:
@@ -258,6 +293,22 @@ WAVE_USER_COLUMNS = [
 ]
 
 
+def times_passed(options: BatchOptions, now: datetime.datetime, words: str) -> Problem | None:
+    """A chosen start or switch-over time that has passed by `now` (the batches' clock, read again just before
+    the launch); None when none has."""
+    from ...migration.problems import Problem
+
+    chosen = (("start", options.start_after if options.start == "after" else None),
+              ("switch-over", options.complete_after if options.completion == "after" else None))
+    late = [what for what, t in chosen if t is not None and t <= now]
+    if not late:
+        return None
+    faster = ", and the rehearsal's clock may run faster than real time" if words == "simulated time" else ""
+    return Problem(f"The {' and '.join(late)} time has passed: nothing was launched.",
+                   f"The batches run by {words}: it is {time_text(now)} there now{faster}.",
+                   "Pick a later time (or start right away), then press Launch again.", retryable=False)
+
+
 class LaunchPage(BasePage):
     """The waves (≤ 2,000 users, delegates together) with their users; when they start and complete; launch."""
 
@@ -287,7 +338,7 @@ class LaunchPage(BasePage):
         self.start_time = QDateTimeEdit()
         self.start_time.setCalendarPopup(True)
         self.start_time.setDisplayFormat("yyyy-MM-dd HH:mm")
-        self.start_time.setAccessibleName("Time the copy starts (your local time)")
+        self.start_time.setAccessibleName(f"Time the copy starts ({clock_words(ctx)})")
         start_group = QButtonGroup(self)
         for b in (self.start_now, self.start_at):
             start_group.addButton(b)
@@ -299,7 +350,7 @@ class LaunchPage(BasePage):
         self.complete_time = QDateTimeEdit()
         self.complete_time.setCalendarPopup(True)
         self.complete_time.setDisplayFormat("yyyy-MM-dd HH:mm")
-        self.complete_time.setAccessibleName("Time the switch-over happens (your local time)")
+        self.complete_time.setAccessibleName(f"Time the switch-over happens ({clock_words(ctx)})")
         self.complete_auto = QRadioButton("Switch over a&utomatically as soon as each copy is done")
         self.complete_auto.setAccessibleName("Complete automatically")
         complete_group = QButtonGroup(self)
@@ -309,6 +360,11 @@ class LaunchPage(BasePage):
         self.emails.setPlaceholderText("it@fabrikam.example, helpdesk@fabrikam.example")
         self.emails.setAccessibleName("Addresses that receive the batch status e-mails")
         emails_label = _label("Send status e-mails t&o:", self.emails)
+        # In the rehearsal the batches run by the simulated tenants' clock (which the Monitor can speed up or skip
+        # ahead): times are chosen, checked and shown in it, and this line says what time it is there.
+        self.clock_text = _label("")
+        self.clock_text.setAccessibleName("The simulated time the batches run by")
+        self.clock_text.setVisible(rehearsal_clock(ctx) is not None)
         self.summary = QPlainTextEdit()
         self.summary.setReadOnly(True)
         self.summary.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
@@ -343,6 +399,7 @@ class LaunchPage(BasePage):
         grid.addWidget(self.complete_auto, 3, 0, 1, 3)
         grid.addWidget(emails_label, 4, 0)
         grid.addWidget(self.emails, 4, 1, 1, 2)
+        grid.addWidget(self.clock_text, 5, 0, 1, 3)
         grid.setColumnStretch(2, 1)
         self.body.addWidget(top, 3)
         self.body.addWidget(when)
@@ -359,17 +416,76 @@ class LaunchPage(BasePage):
         self.waves_view.selectionModel().currentRowChanged.connect(lambda *_: self._show_wave())
         self.launch_btn.clicked.connect(self.confirm_launch)
         self._progress.connect(self._on_progress)
+        self.timer = QTimer(self)  # times pass while the page is open (600x faster in a sped-up rehearsal)
+        self.timer.setInterval(1000)
+        self.timer.timeout.connect(self._tick)
         self.waves: list[Wave] = []
         self.launched: list[str] = []      # batch names this project has (launched now or before)
+        self.awaiting: list[str] = []      # taken out of a batch to move again, not ready again yet
+        self._fresh = False                # initialized, not shown since
+        self._watching = False             # connected to the wizard's page changes
         self._op: Operation | None = None
+        self._clock_op: Operation | None = None
         self._cancel = threading.Event()
 
     # -- state --------------------------------------------------------------------------------------------
     def initializePage(self) -> None:
-        now = QDateTime.currentDateTime()
-        self.start_time.setDateTime(now.addSecs(3600))
-        self.complete_time.setDateTime(now.addDays(7))
+        self._default_times(force=True)
         self.load()
+        self._fresh = True
+        self.timer.start()
+        wizard = self.wizard()
+        if wizard is not None and not self._watching:
+            self._watching = True
+            wizard.currentIdChanged.connect(lambda _id: self._page_changed())
+        clock, ws = rehearsal_clock(self.ctx), self.ctx.workspace
+        if clock is not None and ws is not None:  # the Monitor may have sped the clock up, or someone moved it
+            self._clock_op = self.ctx.runner.submit(lambda: clock.read(ws.policy), on_done=lambda _a: self._tick(),
+                                                    on_error=lambda _e: None, key="launch-clock")
+
+    def cleanupPage(self) -> None:
+        self.timer.stop()
+        if self._clock_op is not None:
+            self._clock_op.cancel()
+            self._clock_op = None
+        super().cleanupPage()
+
+    def _page_changed(self) -> None:
+        """Back from the Monitor: the lists again (users taken out of a batch meanwhile), and the times live."""
+        wizard = self.wizard()
+        if wizard is None or wizard.currentPage() is not self:
+            return
+        fresh, self._fresh = self._fresh, False
+        if not fresh and self._op is None:
+            self.load()
+        self.timer.start()
+
+    def now(self) -> QDateTime:
+        """The time the batches run by: the admin's clock, or in the rehearsal the simulated tenants' clock (the
+        one the Monitor and the batches engine use), in the admin's time zone."""
+        clock = rehearsal_clock(self.ctx)
+        if clock is None:
+            return QDateTime.currentDateTime()
+        return QDateTime.fromMSecsSinceEpoch(int(clock().timestamp() * 1000))
+
+    def _default_times(self, force: bool = False) -> None:
+        """An hour from now for the start and a week for the switch-over, by `now()`: for a time the admin has not
+        chosen (its option is off; all of them when the page opens)."""
+        now = self.now()
+        whole = QDateTime.fromSecsSinceEpoch(now.toSecsSinceEpoch() // 60 * 60)
+        for chosen, edit, default in ((self.start_at, self.start_time, whole.addSecs(3600)),
+                                      (self.complete_at, self.complete_time, whole.addDays(7))):
+            if (force or not chosen.isChecked()) and edit.dateTime() != default:
+                edit.setDateTime(default)
+
+    def _tick(self) -> None:
+        """Every second while the page shows: the defaults move on, a chosen time that has passed is named."""
+        self._clock_op = None
+        if not self.isVisible():
+            self.timer.stop()
+            return
+        self._default_times()
+        self._sync()
 
     def load(self) -> None:
         """The waves still to launch and the batches already launched, from the project."""
@@ -381,15 +497,22 @@ class LaunchPage(BasePage):
         if self.waves:
             self.waves_view.selectRow(0)
         self._show_wave()
+        offered = {u.target.lower() for w in self.waves for u in w.users}
+        self.awaiting = [t for t in awaiting_new_batch(engine) if t.lower() not in offered]
+        note = (f" {len(self.awaiting)} user(s) taken out of a batch to move again ("
+                f"{', '.join(self.awaiting[:5])}{', …' if len(self.awaiting) > 5 else ''}) are not ready again yet: "
+                "go Back to Readiness and press Check again; once they pass, they are offered here."
+                if self.awaiting else "")
         if not self.waves and not self.launched:
             self.status.set_idle("No user is ready to move yet. Go back to Readiness: users appear here once their "
-                                 "checks pass.")
+                                 "checks pass." + note)
         elif not self.waves:
             self.status.set_ok(f"Every ready user is already in a batch ({', '.join(self.launched)}). Press Next to "
-                               "watch them.")
+                               "watch them." + note)
         else:
             n = sum(len(w.users) for w in self.waves)
-            self.status.set_idle(f"{n} user(s) ready in {len(self.waves)} batch(es). Nothing has been created yet.")
+            self.status.set_idle(f"{n} user(s) ready in {len(self.waves)} batch(es). Nothing has been created yet."
+                                 + note)
         self._sync()
 
     def _show_wave(self) -> None:
@@ -422,13 +545,16 @@ class LaunchPage(BasePage):
         bad = [e for e in self.email_list() if not EMAIL.match(e)]
         if bad:
             out.append(f"Not an e-mail address: {', '.join(bad)}.")
-        now = QDateTime.currentDateTime()
+        now = self.now()
+        simulated = (f" in the rehearsal's simulated time (it is {now.toString('yyyy-MM-dd HH:mm')} there)"
+                     if rehearsal_clock(self.ctx) is not None else "")
         if self.start_at.isChecked() and self.start_time.dateTime() <= now:
-            out.append("The start time has passed: pick a later time, or start right away.")
+            out.append(f"The start time has passed{simulated}: pick a later time, or start right away.")
         if self.complete_at.isChecked():
             begin = self.start_time.dateTime() if self.start_at.isChecked() else now
             if self.complete_time.dateTime() <= begin:
-                out.append("The switch-over time must come after the copy starts.")
+                out.append("The switch-over time must come after the copy starts"
+                           + (f"{simulated}." if not self.start_at.isChecked() else "."))
         return out
 
     def plan_lines(self) -> list[str]:
@@ -438,12 +564,13 @@ class LaunchPage(BasePage):
         ws = self.ctx.workspace
         target = ws.identities["target"].display_name if ws and "target" in ws.identities else "the target"
         o = self.options_for(self.waves[0])
-        start = (f"starts copying at {self.start_time.dateTime().toString('yyyy-MM-dd HH:mm')} (your time)"
+        words = clock_words(self.ctx)
+        start = (f"starts copying at {self.start_time.dateTime().toString('yyyy-MM-dd HH:mm')} ({words})"
                  if o.start == "after" else "starts copying right away")
         end = {"manual": "switches over when you press Complete",
                "automatic": "switches each user over as soon as the copy is done",
                "after": f"switches over at {self.complete_time.dateTime().toString('yyyy-MM-dd HH:mm')} "
-                        "(your time)"}[o.completion]
+                        f"({words})"}[o.completion]
         lines = [f"Target tenant ({target}): {len(self.waves)} migration batch(es) to create"]
         for w in self.waves:
             lines.append(f"  + batch '{w.name}': {len(w.users)} user(s)"
@@ -459,7 +586,15 @@ class LaunchPage(BasePage):
     def _sync(self) -> None:
         self.start_time.setEnabled(self.start_at.isChecked())
         self.complete_time.setEnabled(self.complete_at.isChecked())
-        self.summary.setPlainText("\n".join(self.plan_lines()))
+        text = "\n".join(self.plan_lines())
+        if text != self.summary.toPlainText():  # every second: only when it changed (the admin may be reading it)
+            self.summary.setPlainText(text)
+        clock = rehearsal_clock(self.ctx)
+        if clock is not None:
+            speed = clock.speed
+            self.clock_text.setText("Times are the rehearsal's simulated time: it is "
+                                    f"{self.now().toString('yyyy-MM-dd HH:mm')} there"
+                                    + (f", running {speed:g}× faster than real time." if speed != 1 else "."))
         self.launch_btn.setEnabled(bool(self.waves) and not self.problems() and self._op is None)
         self.changed()
 
@@ -479,10 +614,16 @@ class LaunchPage(BasePage):
         self._cancel = threading.Event()
         cancel = self._cancel
         progress = self._progress.emit
+        words = clock_words(self.ctx)
 
         async def run() -> list[Any]:
+            from ...migration.batches import BatchProblem
+
             done = []
             await read_clock(self.ctx)  # the batches' recorded creation times, in the rehearsal's time
+            late = times_passed(plans[0][1], engine.now(), words) if plans else None
+            if late is not None:  # while the confirmation was open (minutes pass in seconds in a sped-up rehearsal)
+                raise BatchProblem(late)
             for i, (wave, options) in enumerate(plans):
                 if cancel.is_set():
                     break
@@ -575,6 +716,7 @@ class MonitorRows:
     batches: PreparedRows
     counts: dict[str, int]
     percent: int
+    awaiting: tuple[str, ...] = ()  # taken out of their batch to move again, not in a batch since
 
 
 def monitor_rows(snap: Snapshot, users: tuple[Sort | None, list[Hashable]],
@@ -623,6 +765,8 @@ def sandbox_control_url(endpoints: Any) -> str | None:
 class MonitorPage(BasePage):
     """A dashboard of every batch and user: status, progress bars, size, last sync, each error explained."""
 
+    _progress = Signal(int, int, str)
+
     def __init__(self, ctx: AppContext) -> None:
         super().__init__(ctx, "Watch the move",
                          "Microsoft's service copies the mailboxes; this page reads its progress every little "
@@ -664,6 +808,13 @@ class MonitorPage(BasePage):
         self.details = QTextBrowser()
         self.details.setAccessibleName("About the selected user")
         self.details.setOpenExternalLinks(False)
+        self.rebatch_btn = _button("&Move again in a new batch…", "Take the selected user out of their batch to "
+                                   "move them again in a new batch")
+        self.rebatch_btn.setToolTip("For a failure Retry cannot mend: shows what is taken out of which batch, and "
+                                    "asks first.")
+        self.awaiting_text = _label("")
+        self.awaiting_text.setAccessibleName("Users waiting to move again in a new batch")
+        self.awaiting_text.hide()
 
         head = QHBoxLayout()
         head.addWidget(self.overall, 2)
@@ -687,9 +838,15 @@ class MonitorPage(BasePage):
         self.body.addLayout(filt)
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(self.users_view)
-        split.addWidget(self.details)
+        pane = QWidget()
+        pl = QVBoxLayout(pane)
+        pl.setContentsMargins(0, 0, 0, 0)
+        pl.addWidget(self.details, 1)
+        pl.addWidget(self.rebatch_btn, alignment=Qt.AlignmentFlag.AlignLeft)
+        split.addWidget(pane)
         split.setSizes([560, 300])
         self.body.addWidget(split, 5)
+        self.body.addWidget(self.awaiting_text)
 
         # The rehearsal's clock: make the simulated move service run faster (never offered for real tenants).
         self.speed = QComboBox()
@@ -724,6 +881,8 @@ class MonitorPage(BasePage):
         self.complete_btn.clicked.connect(lambda: self.act("complete"))
         self.remove_btn.clicked.connect(lambda: self.act("remove"))
         self.retry_btn.clicked.connect(lambda: self.act("retry"))
+        self.rebatch_btn.clicked.connect(self.plan_rebatch)
+        self._progress.connect(self._on_progress)
         self.speed.activated.connect(lambda _i: self.set_speed(float(self.speed.currentData())))
         self.skip_btn.clicked.connect(lambda: self.advance(3600))
 
@@ -737,6 +896,8 @@ class MonitorPage(BasePage):
         self._clock_op: Operation | None = None
         self._detail_for = ""
         self._frozen = False
+        self._rebatching = False           # apply_rebatch runs: Cancel stops between users, never mid-removal
+        self._rebatch_cancel = threading.Event()
 
     # -- refresh ------------------------------------------------------------------------------------------
     def initializePage(self) -> None:
@@ -780,7 +941,8 @@ class MonitorPage(BasePage):
 
         async def read() -> MonitorRows:
             await read_clock(ctx)  # the rehearsal's estimates follow its simulated time
-            return monitor_rows(await engine.refresh(), users, batches)
+            rows = monitor_rows(await engine.refresh(), users, batches)
+            return replace(rows, awaiting=tuple(awaiting_new_batch(engine)))
 
         self.refresh_btn.setEnabled(False)
         if self.snapshot is None:
@@ -804,6 +966,7 @@ class MonitorPage(BasePage):
             batches = self.batches_model.records  # select this project's first batch (not one found in the tenant)
             self.batches_view.selectRow(next((i for i, b in enumerate(batches) if b.ours), 0))
         self._show_overall(rows)
+        self._show_awaiting(rows.awaiting)
         self._show_user()
         self._sync()
         self.last_apply_ms = (time.perf_counter() - started) * 1000
@@ -865,6 +1028,10 @@ class MonitorPage(BasePage):
         self.refresh()
 
     def cancel(self) -> None:
+        if self._rebatching:  # between users: each removal is made whole and journaled, or not started
+            self._rebatch_cancel.set()
+            self.status.set_busy("Stopping after the user being taken out now…")
+            return
         for op in (self._op, self._action, self._clock_op):
             if op is not None:
                 op.cancel()
@@ -893,10 +1060,12 @@ class MonitorPage(BasePage):
                                                                           "completedwitherrors"))
         self.remove_btn.setEnabled(idle and b is not None and status != "removed")
         self.retry_btn.setEnabled(idle and b is not None and bool(counts.get("failed")))
+        self.rebatch_btn.setEnabled(idle and needs_new_batch(self.selected_user()))
         self.refresh_btn.setEnabled(self._op is None)
 
     def _show_user(self) -> None:
         u = self.selected_user()
+        self.rebatch_btn.setEnabled(self._action is None and needs_new_batch(u))
         if u is None:
             self.details.setHtml("<p>Select a user to see what is happening.</p>")
             self._detail_for = ""
@@ -925,6 +1094,10 @@ class MonitorPage(BasePage):
                + (f"<br>Last sync: {escape(time_text(u.last_sync))}" if u.last_sync else "") + "</p>"]
         if u.problem is not None:
             out.append(problem_html(u.problem))
+            if needs_new_batch(u):
+                out.append("<p>Retry failed users cannot mend this. Press <i>Move again in a new batch…</i>: it "
+                           "shows what it takes out of the batch and asks first; then check readiness again and "
+                           "launch a new batch for this user.</p>")
             if u.error:
                 out.append(f"<p><small>Exchange said: {escape(u.error)}</small></p>")
         if u.completed:
@@ -981,6 +1154,84 @@ class MonitorPage(BasePage):
         self._action = None
         self.status.set_error(explain(exc))
         self._sync()
+
+    # -- users that need a new batch -------------------------------------------------------------------------
+    def _show_awaiting(self, awaiting: tuple[str, ...]) -> None:
+        """Users taken out of their batch and not in a new one yet: what the admin does next (it stays until they
+        are launched again, also after a restart: it is read from the project)."""
+        if awaiting:
+            names = ", ".join(awaiting[:5]) + (f" and {len(awaiting) - 5} more" if len(awaiting) > 5 else "")
+            self.awaiting_text.setText(f"Taken out of their batch to move again: {names}. {AFTER_REBATCH}")
+        self.awaiting_text.setVisible(bool(awaiting))
+
+    def plan_rebatch(self) -> None:
+        """Plan to take the selected user (a failure Retry cannot mend) out of their batch; the plan is shown in
+        a confirmation before anything changes."""
+        u = self.selected_user()
+        if u is None or not needs_new_batch(u) or self._action is not None:
+            return
+        engine, ctx = batch_engine(self.ctx), self.ctx
+        if self._op is not None:  # a refresh started before the change would show the old state: drop it
+            self._op.cancel()
+            self._op = None
+
+        async def plan() -> Plan:
+            await read_clock(ctx)
+            return await engine.plan_rebatch(users=[u.target])
+
+        self.status.set_busy(f"Reading the batches: what it takes to move {u.target} again…")
+        self._action = self.ctx.runner.submit(plan, on_done=self._rebatch_planned, on_error=self._action_failed,
+                                              key="monitor-action")
+        self._sync()
+
+    def _rebatch_planned(self, plan: Plan) -> None:
+        self._action = None
+        self._sync()
+        if not plan.pending:  # e.g. Exchange took the user up again meanwhile: the plan says why it keeps them
+            self.status.set_idle("\n".join(plan.lines()))
+            self.refresh()
+            return
+        self.status.set_idle("")
+        n = len(plan.pending)
+        ask(self, "Move again in a new batch?",
+            f"Take {n} user(s) out of their batch? What was copied so far is discarded; their mailbox in the "
+            "source is untouched and they keep working in it. They move again, from the start, in a new batch."
+            "\n\n" + "\n".join(plan.lines())
+            + f"\n\nAfterwards: {AFTER_REBATCH}", "&Take out", lambda: self.rebatch(plan))
+
+    def rebatch(self, plan: Plan) -> None:
+        """apply_rebatch with progress; Cancel stops between users."""
+        engine, ctx = batch_engine(self.ctx), self.ctx
+        self._rebatch_cancel = threading.Event()
+        cancel, progress = self._rebatch_cancel, self._progress.emit
+
+        async def run() -> Any:
+            await read_clock(ctx)  # the record's time of the removal, in the rehearsal's time
+            return await engine.apply_rebatch(plan, progress, cancel)
+
+        self._rebatching = True
+        self.status.set_busy("Taking users out of their batch…")
+        self._action = self.ctx.runner.submit(run, on_done=self._rebatched, on_error=self._rebatch_failed,
+                                              key="monitor-action")
+        self._sync()
+
+    def _on_progress(self, done: int, total: int, line: str) -> None:
+        if self._rebatching and not self._rebatch_cancel.is_set() and done < total:
+            self.status.set_busy(f"User {done + 1} of {total}: {line}", done, total)
+
+    def _rebatched(self, result: Any) -> None:
+        self._action = None
+        self._rebatching = False
+        names = [c.key.split(":", 1)[1] for c in result.done]
+        text = (f"Taken out of their batch: {', '.join(names)}." if names else "Nobody was taken out.")
+        if result.cancelled:
+            text += " Stopped before the others; press Move again in a new batch to go on."
+        self.status.set_ok(text + (f" {AFTER_REBATCH}" if names else ""))
+        self.refresh()  # they leave the batch's list; the note below the users stays until they are launched again
+
+    def _rebatch_failed(self, exc: BaseException) -> None:
+        self._rebatching = False
+        self._action_failed(exc)
 
     # -- the rehearsal's clock ----------------------------------------------------------------------------
     def set_speed(self, scale: float) -> None:
@@ -1047,6 +1298,22 @@ class FinishPage(BasePage):
         self.plan_view.setReadOnly(True)
         self.plan_view.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
         self.plan_view.setAccessibleName("The clean-up plan")
+        # Off by default (a purged vault can never be recovered); offered only when the plan has a key vault the
+        # setup created (its soft-deleted state is the plan's "deleted-vault:" change); the plan is made again when
+        # it is switched, so that what is shown is what Remove does.
+        self.purge = QCheckBox("&Also purge the key vault xtwizard created")
+        self.purge.setAccessibleName("Also purge the key vault xtwizard created")
+        self.purge.setAccessibleDescription("Frees its name now instead of in 90 days. Cannot be undone: a purged "
+                                            "vault can never be recovered.")
+        purge_note = _label("(frees its name now instead of in 90 days; cannot be undone)")
+        purge_note.setIndent(self.purge.style().pixelMetric(QStyle.PixelMetric.PM_IndicatorWidth) + 6)
+        self.purge_box = QWidget()
+        pb = QVBoxLayout(self.purge_box)
+        pb.setContentsMargins(0, 0, 0, 0)
+        pb.setSpacing(0)
+        pb.addWidget(self.purge)
+        pb.addWidget(purge_note)
+        self.purge_box.hide()
 
         reports = QGroupBox("Reports")
         rl = QVBoxLayout(reports)
@@ -1068,6 +1335,7 @@ class FinishPage(BasePage):
         row.addWidget(self.teardown_btn)
         row.addStretch(1)
         tl.addLayout(row)
+        tl.addWidget(self.purge_box)
         tl.addWidget(self.plan_view)
         left = QWidget()
         ll = QVBoxLayout(left)
@@ -1086,11 +1354,13 @@ class FinishPage(BasePage):
         self.open_btn.clicked.connect(self.open_folder)
         self.plan_btn.clicked.connect(self.plan_teardown)
         self.teardown_btn.clicked.connect(self.confirm_teardown)
+        self.purge.toggled.connect(lambda _on: self.plan_teardown())
         self._progress.connect(self._on_progress)
         self.written: list[Path] = []
         self.plan: Plan | None = None
         self.torn_down = False
-        self._op: Operation | None = None
+        self._op: Operation | None = None         # the teardown's plan or its apply
+        self._report_op: Operation | None = None  # writing the reports (its own: a new plan does not cancel it)
         self._applying = False
         self._cancel = threading.Event()
         self.open_btn.setEnabled(False)
@@ -1106,6 +1376,7 @@ class FinishPage(BasePage):
         self.plan_view.setPlainText("Press Plan the teardown to see what the clean-up would remove. Nothing is "
                                     "removed until you confirm.")
         self.teardown_btn.setEnabled(False)
+        self.purge_box.hide()  # until a plan shows a key vault xtwizard created
         snap = self.monitor.snapshot
         if snap is not None and not snap.finished:
             self.status.set_idle("Some users are still moving: write a progress report now, and clean up only once "
@@ -1146,10 +1417,15 @@ class FinishPage(BasePage):
             return await asyncio.to_thread(engine.write_reports, folder, fresh or snap)
 
         self.status.set_busy("Reading the latest progress and writing the reports…")
-        self._op = self.ctx.runner.submit(write, on_done=self._written, on_error=self._failed, key="finish")
+        self._report_op = self.ctx.runner.submit(write, on_done=self._written, on_error=self._report_failed,
+                                                 key="finish-reports")
+
+    def _report_failed(self, exc: BaseException) -> None:
+        self._report_op = None
+        self.status.set_error(explain(exc))
 
     def _written(self, files: list[Path]) -> None:
-        self._op = None
+        self._report_op = None
         self.written = list(files)
         self.files.clear()
         for f in files:
@@ -1162,27 +1438,27 @@ class FinishPage(BasePage):
 
     # -- teardown -----------------------------------------------------------------------------------------
     def plan_teardown(self) -> None:
+        if self._applying:
+            return
         engine = batch_engine(self.ctx)
+        purge = self.purge.isChecked()
         self.plan = None
         self.teardown_btn.setEnabled(False)
         self.status.set_busy("Reading both tenants and working out the clean-up…")
-        self._op = self.ctx.runner.submit(engine.plan_teardown, on_done=self._planned, on_error=self._failed,
-                                          key="finish")
+        self._op = self.ctx.runner.submit(lambda: engine.plan_teardown(purge_vault=purge), on_done=self._planned,
+                                          on_error=self._failed, key="finish")
 
     def _planned(self, plan: Plan) -> None:
         self._op = None
         self.plan = plan
-        lines = plan.lines()
+        self.plan_view.setPlainText("\n".join(plan.lines()))  # an empty plan ends with its own "Nothing left…"
+        self.purge_box.setVisible(any(c.key.startswith("deleted-vault:") for c in plan.changes))
         if plan.waiting:
-            self.plan_view.setPlainText("\n".join(lines))
             self.status.set_idle("Not yet: " + " ".join(c.line + "." for c in plan.waiting))
         elif plan.pending:
-            self.plan_view.setPlainText("\n".join(lines))
             self.status.set_idle(f"{len(plan.pending)} change(s) to make. Read them, then press Remove.")
         else:
-            self.plan_view.setPlainText("\n".join(line for line in lines if "setup is complete" not in line)
-                                        + "\nNothing left to remove.")
-            self.status.set_ok("Nothing left to remove: the clean-up is done.")
+            self.status.set_ok("The clean-up is done.")
         self.teardown_btn.setEnabled(bool(plan.pending) and not plan.waiting)
 
     def confirm_teardown(self) -> None:
@@ -1201,6 +1477,7 @@ class FinishPage(BasePage):
         self._cancel = threading.Event()
         cancel = self._cancel
         self.teardown_btn.setEnabled(False)
+        self.purge.setEnabled(False)
         self.status.set_busy("Removing what xtwizard set up…")
         self._applying = True
         self._op = self.ctx.runner.submit(lambda: engine.apply_teardown(plan, self._progress.emit, cancel),
@@ -1213,6 +1490,7 @@ class FinishPage(BasePage):
     def _torn_down(self, result: Any) -> None:
         self._op = None
         self._applying = False
+        self.purge.setEnabled(True)
         if getattr(result, "cancelled", False):
             self.status.set_idle(f"Stopped after {len(result.done)} change(s); nothing is half-done. Plan the "
                                  "teardown again to continue.")
@@ -1227,6 +1505,7 @@ class FinishPage(BasePage):
     def _failed(self, exc: BaseException) -> None:
         self._op = None
         self._applying = False
+        self.purge.setEnabled(True)
         self.status.set_error(explain(exc))
         self.teardown_btn.setEnabled(bool(self.plan and self.plan.pending))
 
@@ -1234,9 +1513,11 @@ class FinishPage(BasePage):
         if self._applying:
             self._cancel.set()  # between changes: each removal is made whole and journaled, or not started
             return
-        if self._op is not None:
-            self._op.cancel()
-            self._op = None
+        if self._op is not None or self._report_op is not None:
+            for op in (self._op, self._report_op):
+                if op is not None:
+                    op.cancel()
+            self._op = self._report_op = None
             self.status.set_idle("Cancelled.")
 
     def retry(self) -> None:
