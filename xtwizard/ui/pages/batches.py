@@ -440,7 +440,7 @@ class LaunchPage(BasePage):
             wizard.currentIdChanged.connect(lambda _id: self._page_changed())
         clock, ws = rehearsal_clock(self.ctx), self.ctx.workspace
         if clock is not None and ws is not None:  # the Monitor may have sped the clock up, or someone moved it
-            self._clock_op = self.ctx.runner.submit(lambda: clock.read(ws.policy), on_done=lambda _a: self._tick(),
+            self._clock_op = self.ctx.runner.submit(lambda: clock.read(ws.policy), on_done=self._clock_read,
                                                     on_error=lambda _e: None, key="launch-clock")
 
     def cleanupPage(self) -> None:
@@ -478,9 +478,12 @@ class LaunchPage(BasePage):
             if (force or not chosen.isChecked()) and edit.dateTime() != default:
                 edit.setDateTime(default)
 
+    def _clock_read(self, _answer: dict[str, Any]) -> None:
+        self._clock_op = None
+        self._tick()
+
     def _tick(self) -> None:
         """Every second while the page shows: the defaults move on, a chosen time that has passed is named."""
-        self._clock_op = None
         if not self.isVisible():
             self.timer.stop()
             return
@@ -1189,7 +1192,6 @@ class MonitorPage(BasePage):
         self._sync()
         if not plan.pending:  # e.g. Exchange took the user up again meanwhile: the plan says why it keeps them
             self.status.set_idle("\n".join(plan.lines()))
-            self.refresh()
             return
         self.status.set_idle("")
         n = len(plan.pending)
