@@ -80,14 +80,7 @@ async def carry_on(sb: Sandbox, engine: BatchEngine, options: BatchOptions,
     sb.clock.advance(3600)
 
 
-# Found by these drills, for the batches engine (xfail strict: they fail CI once fixed, so the mark goes):
-# a batch change whose connection drops or whose answer is lost (NetworkUnavailable is not caught in create or
-# _batch_change), or whose outcome cannot be journaled, leaves its intent open, and no later run resolves it
-# (the setup's and the preparation's resume do).
-OPEN_INTENT = ("dropped-connection", "answer-lost", "disk-full-after-change")
-CELLS = [pytest.param(step, fault, marks=pytest.mark.xfail(
-    strict=True, reason="batches engine: an interrupted batch change's intent stays open (no resume resolves it)"))
-         if fault in OPEN_INTENT else (step, fault) for step in STEPS for fault in FAULTS]
+CELLS = [(step, fault) for step in STEPS for fault in FAULTS]
 
 
 @pytest.mark.parametrize(("step", "fault"), CELLS)
@@ -130,7 +123,7 @@ def test_batch_step_under_fault(after_setup: tuple[Sandbox, Snapshot], tmp_path:
     assert NAME in project.data.get("batches", {}).get("batches", {}) or \
         NAME in reopen_data(project), "the project lost the batch's record"
     assert_no_secrets_on_disk(tmp_path, [])
-    assert project.unfinished() == [], [(e.action, e.target) for e in project.unfinished()]  # last: see OPEN_INTENT
+    assert project.unfinished() == [], [(e.action, e.target) for e in project.unfinished()]
 
 
 async def _keep(out: list[Any], aw: Awaitable[Any]) -> None:

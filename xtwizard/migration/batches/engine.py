@@ -10,18 +10,27 @@ migration users costs Get-MigrationBatch (one request) and Get-MigrationUser -Re
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from ...cloud.endpoints import CloudEndpoints
-from ...cloud.exchange import ExchangeClient, ExchangeError, format_time, parse_time
+from ...cloud.exchange import (
+    ExchangeClient,
+    ExchangeError,
+    MigrationBatch,
+    MigrationUser,
+    format_time,
+    parse_time,
+)
 from ...cloud.graph import GraphClient
+from ...cloud.http import NetworkUnavailable
 from ...cloud.service import ServiceError
 from ..problems import Problem, explain, explain_move_failure
-from ..project import MigrationProject
+from ..project import JournalEntry, MigrationProject
 from ..setup.journal import TEARDOWN_STEP, SetupJournal
 from ..setup.model import ApplyResult, Change, Plan
 from .model import (
@@ -38,6 +47,7 @@ from .model import (
 )
 
 Progress = Callable[[int, int, str], None]
+T = TypeVar("T")
 
 
 class BatchProblem(Exception):
@@ -77,6 +87,8 @@ STATUS_STAGE = {
 # [U] a rough copy rate for estimates only: Microsoft quotes no figure; cloud-to-cloud moves often run near 1 GB/h.
 ESTIMATE_BYTES_PER_HOUR = 1 << 30
 BATCH_NAME_LIMIT = 64
+BATCH_STEP = "batches"  # the journal step of batch changes (teardown's removals are step "teardown")
+SHARED_USER = "this user"  # how a Problem shared by every user with the same error names its user
 # What an empty teardown plan says (the setup's plans say "the setup is complete").
 TEARDOWN_NOTHING = "Nothing left to remove: the teardown is complete."
 # What goes with an object teardown removes (its journal entry says so, and the setup forgets them too).
@@ -102,6 +114,21 @@ class BatchEngine:
         self.ctx = ctx
         self.now = clock or (lambda: datetime.datetime.now(datetime.UTC))
         self.journal = SetupJournal(ctx.project)
+        self._from_journal: dict[str, tuple[int, Any]] = {}  # what `_journal_cached` read, with the journal's size
+
+    def _journal_cached(self, what: str, read: Callable[[], T]) -> T:
+        """`read()` (a pass over the whole journal), again only once the journal grew: it is append-only, and
+        a project of 10,000 users holds ~20,000 entries (~0.25 s a pass) while a refresh every minute finds
+        nothing new in it."""
+        try:
+            size = self.ctx.project.journal_file.stat().st_size
+        except FileNotFoundError:
+            size = 0
+        held = self._from_journal.get(what)
+        if held is None or held[0] != size:
+            held = self._from_journal[what] = (size, read())
+        value: T = held[1]
+        return value
 
     # --- project data -----------------------------------------------------------------------------------------
     @property
@@ -275,10 +302,16 @@ class BatchEngine:
         out.update(str(d).lower() for d in self.ctx.project.data.get("target", {}).get("domains", []) or [])
         return out
 
-    async def create(self, wave: Wave, options: BatchOptions) -> LaunchResult:
+    async def create(self, wave: Wave, options: BatchOptions, *, replaces: str = "") -> LaunchResult:
         """New-MigrationBatch with a CSV of the wave's TARGET addresses, the TargetDeliveryDomain, the start and
         completion choices and NotificationEmails.  Journaled; recorded in the project with the source↔target
-        pairs so that nothing is lost if the batch later disappears."""
+        pairs so that nothing is lost if the batch later disappears (`replaces`: the batch it relaunches).
+
+        The record is saved before the request (marked `creating` until the outcome is known): an answer that
+        does not come back is looked up at once, and a change left without outcome (the look failed, the
+        outcome could not be journaled, a crash) is settled by the next refresh — a batch that was made is
+        adopted, never made twice."""
+        await self._settle_first()
         self._check_options(wave, options)
         tx = self._target_exchange()
         name = options.name.strip()
@@ -293,11 +326,16 @@ class BatchEngine:
             "users": [[u.source, u.target] for u in wave.users],
             "sizes": {u.target.lower(): u.size_bytes for u in wave.users if u.size_bytes},
         }
+        if replaces:
+            record["replaces"] = replaces
         line = (f"Create the migration batch '{name}' with {len(wave.users)} users (target addresses), delivery "
                 f"domain {domain}")
-        op = self.journal.begin("target", "batches", "create batch", {"type": "batch", "name": name},
+        target = {"type": "batch", "name": name}
+        op = self.journal.begin("target", BATCH_STEP, "create batch", target,
                                 {"line": line, "users": len(wave.users), "start": options.start,
                                  "completion": options.completion})
+        self.data["batches"][name] = {**record, "creating": op}
+        self.ctx.project.save()
         try:
             batch = await tx.new_migration_batch(
                 name, source_endpoint=endpoint, target_delivery_domain=domain, users=[u.target for u in wave.users],
@@ -305,28 +343,100 @@ class BatchEngine:
                 complete_after=format_time(complete_after) if complete_after else None,
                 start_after=format_time(start_after) if start_after else None,
                 notification_emails=options.notification_emails)
-        except ServiceError as exc:
-            self.journal.finish(op, ok=False, detail={"error": str(exc)[:500]})
-            raise BatchProblem(explain(exc, doing=line)) from None
-        self.journal.finish(op, ok=True, target={"type": "batch", "name": name, "id": batch.raw.get("Guid", "")})
-        self.data["batches"][name] = record
+        except (ServiceError, NetworkUnavailable) as exc:
+            found = await self._after_lost_answer(op, "create batch", target, {}, line, exc)  # raises if not made
+            status = found.status if found is not None else ""
+        else:
+            self.journal.finish(op, ok=True, target={**target, "id": str(batch.raw.get("Guid", ""))})
+            self._outcome("create batch", name, {"op": op}, made=True)
+            status = batch.status
         if "source" in self.ctx.identities:
             await self._remember_scope_group()
-        self.ctx.project.save()
-        return LaunchResult(name, len(wave.users), batch.status)
+        return LaunchResult(name, len(wave.users), status)
 
     async def _batch_change(self, name: str, action: str, line: str,
-                            call: Callable[[ExchangeClient], Awaitable[Any]]) -> None:
+                            call: Callable[[ExchangeClient], Awaitable[Any]],
+                            detail: dict[str, Any] | None = None) -> None:
+        """One change to a batch, journaled before and after (`detail`: what the resume needs to judge it)."""
+        await self._settle_first()
         tx = self._target_exchange()
-        op = self.journal.begin("target", "batches", action, {"type": "batch", "name": name}, {"line": line})
+        target, detail = {"type": "batch", "name": name}, {"line": line, **(detail or {})}
+        op = self.journal.begin("target", BATCH_STEP, action, target, detail)
         try:
             await call(tx)
-        except ServiceError as exc:
-            self.journal.finish(op, ok=False, detail={"error": str(exc)[:500]})
-            if isinstance(exc, ExchangeError) and exc.short_type == "ManagementObjectNotFoundException":
-                raise BatchProblem(self._removed_problem(name)) from None
-            raise BatchProblem(explain(exc, doing=line)) from None
+        except (ServiceError, NetworkUnavailable) as exc:
+            await self._after_lost_answer(op, action, target, detail, line, exc)
+            return
         self.journal.finish(op, ok=True)
+        self._outcome(action, name, detail, made=True)
+
+    async def _after_lost_answer(self, op: str, action: str, target: dict[str, Any], detail: dict[str, Any],
+                                 line: str, exc: ServiceError | NetworkUnavailable) -> MigrationBatch | None:
+        """A batch change that raised.  Exchange refused it (4xx): not made.  The answer did not come (the
+        connection dropped, the answer was lost, a 5xx): the change may have been made, so the batch is read
+        at once and the outcome journaled from what it shows; returns it when the change was made (None for a
+        removal).
+        When even that read fails, the intent stays open for the next refresh to settle.  Raises the Problem
+        when the change was not made."""
+        name = str(target["name"])
+        lost = isinstance(exc, NetworkUnavailable) or exc.status >= 500
+        if lost:
+            try:
+                found = await self._target_exchange().migration_batches(name)
+            except ServiceError as look:
+                if not _gone(look):
+                    raise BatchProblem(self._unknown_problem(line)) from None
+                found = []
+            except NetworkUnavailable:
+                raise BatchProblem(self._unknown_problem(line)) from None
+            batch = found[0] if found else None
+            made, note = _judge(action, detail, batch)
+            self.journal.finish(op, ok=made, target={**target, "id": str(batch.raw.get("Guid", ""))}
+                                if made and batch is not None and action == "create batch" else target,
+                                detail={"resolved": f"the answer was lost; the batch shows: {note}",
+                                        **({} if made else {"error": str(exc)[:500]})})
+            self._outcome(action, name, {**detail, "op": op}, made=made)
+            if made:
+                return batch
+        else:
+            self.journal.finish(op, ok=False, detail={"error": str(exc)[:500]})
+            self._outcome(action, name, {**detail, "op": op}, made=False)
+        if isinstance(exc, ExchangeError) and exc.short_type == "ManagementObjectNotFoundException":
+            raise BatchProblem(self._removed_problem(name)) from None
+        raise BatchProblem(explain(exc, doing=line)) from None
+
+    @staticmethod
+    def _unknown_problem(line: str) -> Problem:
+        return Problem(f"No answer came back while doing: {line}.",
+                       "The connection dropped (or Exchange did not answer) after the request was sent, so whether "
+                       "Exchange made the change is not known yet.",
+                       "Check the internet connection, then refresh (or press Retry): xtwizard first looks at the "
+                       "batch and records what happened. Nothing is made twice.")
+
+    def _outcome(self, action: str, name: str, detail: Mapping[str, Any], *, made: bool) -> None:
+        """What the project records once a batch change's outcome is known (done, refused, or settled later
+        from what the tenant shows)."""
+        rec = self._record(name)
+        if action == "create batch":
+            key = next((k for k in self.data["batches"] if k.lower() == name.lower()), name)
+            if rec is None or rec.get("creating") != detail.get("op"):
+                return
+            if not made:
+                del self.data["batches"][key]
+            else:
+                del rec["creating"]
+                old = self._record(str(rec.get("replaces", ""))) if rec.get("replaces") else None
+                if old is not None:
+                    old["replacedBy"] = rec["name"]
+        elif not made or rec is None:
+            return
+        elif action == "update batch":
+            rec["completion"], rec["completeAfter"] = "after", str(detail.get("completeAfter", ""))
+        elif action == "remove batch":
+            rec["removed"] = _iso(self.now())
+        else:
+            return
+        self.ctx.project.save()
 
     def _removed_problem(self, name: str) -> Problem:
         rec = self._record(name)
@@ -359,24 +469,18 @@ class BatchEngine:
         """Set-MigrationBatch -CompleteAfter (None: now)."""
         when = complete_after or self.now()
         await self._batch_change(name, "update batch", f"Complete the batch '{name}' after {_iso(when)}",
-                                 lambda tx: tx.set_migration_batch(name, complete_after=format_time(when)))
-        rec = self._record(name)
-        if rec is not None:
-            rec["completion"], rec["completeAfter"] = "after", _iso(when)
-            self.ctx.project.save()
+                                 lambda tx: tx.set_migration_batch(name, complete_after=format_time(when)),
+                                 {"completeAfter": _iso(when)})
 
     async def remove(self, name: str) -> None:
         """Remove-MigrationBatch (not while users are copying: stop it first; the problem says so)."""
         await self._batch_change(name, "remove batch", f"Remove the migration batch '{name}'",
                                  lambda tx: tx.remove_migration_batch(name))
-        rec = self._record(name)
-        if rec is not None:
-            rec["removed"] = _iso(self.now())
-            self.ctx.project.save()
 
     async def retry_failed(self, name: str) -> int:
         """Resume the batch's failed users (Start-MigrationBatch retries failed users; a user that failed at
         completion or at an incremental sync goes back to Synced).  Returns how many were failed."""
+        await self._settle_first()
         tx = self._target_exchange()
         try:
             rows = await tx.all_migration_users(batch_id=name)
@@ -384,13 +488,13 @@ class BatchEngine:
             if exc.short_type == "ManagementObjectNotFoundException":
                 raise BatchProblem(self._removed_problem(name)) from None
             raise BatchProblem(explain(exc)) from None
-        except ServiceError as exc:
+        except (ServiceError, NetworkUnavailable) as exc:
             raise BatchProblem(explain(exc)) from None
         failed = [u for u in rows if stage_of(u.status) == "failed"]
         if not failed:
             return 0
         await self._batch_change(name, "retry batch", f"Retry the {len(failed)} failed user(s) of '{name}'",
-                                 lambda tx: tx.start_migration_batch(name))
+                                 lambda tx: tx.start_migration_batch(name), {"failed": len(failed)})
         return len(failed)
 
     async def relaunch(self, name: str, new_name: str | None = None) -> LaunchResult:
@@ -414,10 +518,7 @@ class BatchEngine:
         if options.completion == "after" and options.complete_after is not None and options.complete_after < self.now():
             options = BatchOptions(options.name, completion="manual", notification_emails=options.notification_emails,
                                    target_delivery_domain=options.target_delivery_domain)
-        result = await self.create(Wave(0, options.name, users), options)
-        rec["replacedBy"] = result.name
-        self.ctx.project.save()
-        return result
+        return await self.create(Wave(0, options.name, users), options, replaces=str(rec["name"]))
 
     # --- users that need a new batch -----------------------------------------------------------------------
     @staticmethod
@@ -433,9 +534,8 @@ class BatchEngine:
         Without `users`: every user of this project's batches (or of `batch`) that `needs_new_batch`.  With
         `users` (target or source addresses): those users, when they failed or were stopped in one of this
         project's batches; a user still moving or completed is listed as kept, with why.  Reads the batches with
-        one refresh (paged list calls); a removal a crash left without outcome is settled from what it shows."""
+        one refresh (paged list calls), which also settles a removal left without outcome."""
         snapshot = await self.refresh()
-        self._close_open_removals(snapshot)
         ours = {str(rec["name"]).lower() for rec in self.data["batches"].values() if not rec.get("removed")}
         if batch is not None and batch.lower() not in ours:
             raise BatchProblem(self._removed_problem(batch) if self._record(batch) is None else Problem(
@@ -486,11 +586,15 @@ class BatchEngine:
             if progress is not None:
                 progress(i, len(pending), c.line)
             target, name = c.key.split(":", 1)[1], str(c.before.get("Batch", ""))
-            op = self.journal.begin("target", "batches", "remove migration user",
+            op = self.journal.begin("target", BATCH_STEP, "remove migration user",
                                     {"type": "migration user", "name": target, "batch": name}, {"line": c.line})
             try:
                 await tx.remove_migration_user(target)
+            except NetworkUnavailable:  # the intent stays open: the next refresh settles it from the batch's users
+                raise BatchProblem(self._unknown_problem(c.line)) from None
             except ServiceError as exc:
+                if exc.status >= 500:
+                    raise BatchProblem(self._unknown_problem(c.line)) from None
                 if not _gone(exc):
                     self.journal.finish(op, ok=False, detail={"error": str(exc)[:500]})
                     raise BatchProblem(explain(exc, doing=c.line)) from None
@@ -520,42 +624,86 @@ class BatchEngine:
                                    "batch.")
         self.ctx.project.save()
 
-    def _close_open_removals(self, snapshot: Snapshot) -> None:
-        """A Remove-MigrationUser a crash left without outcome: made when the user is gone from the batch."""
-        present = {(u.batch.lower(), u.target.lower()) for u in snapshot.users if u.status != "Removed"}
-        for e in self.ctx.project.unfinished():
-            if e.step != "batches" or e.action != "remove migration user":
+    # --- changes left without outcome -----------------------------------------------------------------------
+    def _unsettled(self) -> list[JournalEntry]:
+        """Batch changes (step "batches") the journal has no outcome for: the answer was lost and could not be
+        looked up, the outcome could not be written (disk full), or the app was stopped in between."""
+        def read() -> tuple[JournalEntry, ...]:
+            intents: dict[str, JournalEntry] = {}
+            for e in self.ctx.project.entries():
+                if e.step == BATCH_STEP:
+                    if e.phase == "intent":
+                        intents[e.op] = e
+                    else:
+                        intents.pop(e.op, None)
+            return tuple(intents.values())
+
+        return list(self._journal_cached("unsettled", read))
+
+    async def _settle_first(self) -> None:
+        """Before a change: when earlier changes are left without outcome, one refresh settles them."""
+        if any(rec.get("creating") for rec in self.data["batches"].values()) or self._unsettled():
+            await self.refresh()
+
+    def _settle(self, unsettled: Sequence[JournalEntry], batches: Sequence[MigrationBatch],
+                rows: Sequence[MigrationUser]) -> None:
+        """Record the outcome of each change left open from what the target shows now (the refresh's reads):
+        a batch that was created is adopted (never made twice), a start, stop or completion that took effect
+        is done (`_judge`), a user gone from the batch was taken out.  A record still marked `creating` whose
+        outcome was journaled but not saved follows the tenant too."""
+        by_name = {b.identity.lower(): b for b in batches}
+        present: set[tuple[str, str]] | None = None
+        for e in unsettled:
+            name = str(e.target.get("name", ""))
+            if e.action == "remove migration user":
+                if present is None:
+                    present = {(r.batch_id.lower(), r.identity.lower()) for r in rows}
+                batch = str(e.target.get("batch", ""))
+                made = (batch.lower(), name.lower()) not in present
+                note = "gone from the batch: the removal was made" if made else "still in the batch: not removed"
+                self.journal.finish(e.op, ok=made, detail={"resolved": "on resume: " + note})
+                if made:
+                    self._took_out(batch, name)
                 continue
-            batch, target = str(e.target.get("batch", "")), str(e.target.get("name", ""))
-            made = (batch.lower(), target.lower()) not in present
-            self.journal.finish(e.op, ok=made, detail={"resolved": "on resume: " + (
-                "gone from the batch: the removal was made" if made else "still in the batch: not removed")})
-            if made:
-                self._took_out(batch, target)
+            found = by_name.get(name.lower())
+            made, note = _judge(e.action, e.detail, found)
+            target = e.target
+            if made and found is not None and e.action == "create batch":
+                target = {**target, "id": str(found.raw.get("Guid", ""))}
+            self.journal.finish(e.op, ok=made, target=target, detail={"resolved": "on resume: " + note})
+            self._outcome(e.action, name, {**e.detail, "op": e.op}, made=made)
+        for rec in list(self.data["batches"].values()):
+            if rec.get("creating"):
+                self._outcome("create batch", str(rec["name"]), {"op": rec["creating"]},
+                              made=str(rec["name"]).lower() in by_name)
 
     # --- monitoring -------------------------------------------------------------------------------------------
     async def refresh(self) -> Snapshot:
         """Every batch and migration user of the target, by paged list calls (≤ ceil(N/1000) + 2 requests);
-        each failure translated into a Problem; batches this project made that are gone are reported."""
+        each failure translated into a Problem (one per distinct error, shared by the users who have it);
+        batches this project made that are gone are reported.  Batch changes left without outcome are settled
+        first from what these reads show (no extra request)."""
         tx = self._target_exchange()
+        unsettled = self._unsettled()
         try:
             batches = await tx.migration_batches()
             rows = await tx.all_migration_users()
-        except ServiceError as exc:
+        except (ServiceError, NetworkUnavailable) as exc:
             raise BatchProblem(explain(exc, doing="Read the migration batches")) from None
         requests = 1 + max(1, -(-len(rows) // max(1, tx.page_size)))
+        self._settle(unsettled, batches, rows)
         now = self.now()
         recorded = {k.lower(): v for k, v in self.data["batches"].items()}
         sources = {str(t).lower(): str(s) for rec in recorded.values() for s, t in rec.get("users", [])}
         sizes = {str(t): int(n) for rec in recorded.values() for t, n in (rec.get("sizes") or {}).items()}
         started = {b.identity.lower(): b.time("StartDateTime") for b in batches}
-        group = self._scope_group()
+        explained = _Explained(self._scope_group())
         users: list[UserStatus] = []
         for r in rows:
             stage = stage_of(r.status)
             low = r.identity.lower()
-            problem = explain_move_failure(r.error_summary, user=r.identity, group=group) if (
-                r.error_summary and stage in ("failed", "stopped", "syncing")) else None
+            problem = explained(r.error_summary) if r.error_summary and stage in ("failed", "stopped", "syncing") \
+                else None
             size = sizes.get(low, 0)
             users.append(UserStatus(
                 batch=r.batch_id, source=sources.get(low, ""), target=r.identity, status=r.status, stage=stage,
@@ -576,34 +724,30 @@ class BatchEngine:
                 ours=b.identity.lower() in recorded, created=b.time("CreationDateTime"),
                 started=b.time("StartDateTime"), last_sync=b.time("LastSyncedDateTime"),
                 complete_after=b.time("CompleteAfter")))
-        problems: list[Problem] = []
+        # Organization-wide causes (an expired secret, a broken relationship) once, not per user.
+        problems: list[Problem] = explained.organization_wide()
         present = {b.identity.lower() for b in batches}
+        marked = False
         for key, rec in recorded.items():
             if key in present or rec.get("removed") or rec.get("replacedBy"):
                 continue
             problem = self._removed_problem(str(rec["name"]))
             problems.append(problem)
             if not rec.get("removedOutside"):
-                rec["removedOutside"] = _iso(now)
+                rec["removedOutside"], marked = _iso(now), True
             lost = [UserStatus(str(rec["name"]), str(s), str(t), "Removed", "stopped", 0, problem=problem)
                     for s, t in rec.get("users", [])]
             users.extend(lost)
             statuses.append(BatchStatus(str(rec["name"]), "Removed", len(lost), {**dict.fromkeys(STAGES, 0),
                                         "stopped": len(lost)}, 0, True, problem=problem))
-        # Organization-wide causes (an expired secret, a broken relationship) once, not per user.
-        seen: set[str] = set()
-        for u in users:
-            p = u.problem
-            if p is not None and u.target not in p.what and p.what not in seen and u.status != "Removed":
-                seen.add(p.what)
-                problems.append(p)
         snapshot = Snapshot(now, statuses, users, requests, problems)
-        self._remember(snapshot)
+        self._remember(snapshot, save=marked)
         return snapshot
 
     def _scope_group(self) -> str:
-        rec = self.journal.known().get("scope-group") or {}
-        return str(rec.get("name") or self.data.get("scopeGroup") or "")
+        name = self._journal_cached("scope-group", lambda: str((self.journal.known().get("scope-group") or {})
+                                                               .get("name") or ""))
+        return name or str(self.data.get("scopeGroup") or "")
 
     async def _remember_scope_group(self) -> None:
         """The scoping group's name (for messages), from the source relationship the setup made or adopted."""
@@ -616,6 +760,7 @@ class BatchEngine:
             return  # only a nicer message depends on it
         if rels and rels[0].mailbox_move_published_scopes:
             self.data["scopeGroup"] = rels[0].mailbox_move_published_scopes[0]
+            self.ctx.project.save()
 
     @staticmethod
     def _estimate(stage: str, started: datetime.datetime | None, size: int, now: datetime.datetime) -> int:
@@ -628,13 +773,23 @@ class BatchEngine:
         share = min((now - started).total_seconds() / expected, 0.95)
         return 10 + int(85 * max(share, 0.0))
 
-    def _remember(self, snapshot: Snapshot) -> None:
-        """The last state of each user (for reports and relaunch), saved in the project."""
-        self.data["users"] = {u.target: [u.batch, u.stage, u.status, u.error[:300], _iso(u.last_sync), u.source]
-                              for u in snapshot.users}
+    def _remember(self, snapshot: Snapshot, *, save: bool = False) -> None:
+        """The last state of each user (for reports and relaunch), kept in the project.  It is rebuilt and the
+        project file (with 10,000 users ~4 MB) written only when a user came or went or their batch, stage,
+        status, error or source changed (or `save`): a refresh that finds every user as before — most
+        refreshes of a long move — allocates and writes nothing.  Last sync times alone (they change all day
+        while users wait in Synced) are written with the next such change; `refreshed`, the time of the last
+        reading, is kept in memory and saved with it too."""
+        old = self.data.get("users")
+        if not save:
+            save = not isinstance(old, dict) or len(old) != len(snapshot.users) or any(
+                _moved(old.get(u.target), u) for u in snapshot.users)
         self.data["refreshed"] = _iso(snapshot.taken)
-        self.data["counts"] = snapshot.counts()
-        self.ctx.project.save()
+        if save:
+            self.data["users"] = {u.target: [u.batch, u.stage, u.status, u.error[:300], _iso(u.last_sync), u.source]
+                                  for u in snapshot.users}
+            self.data["counts"] = snapshot.counts()
+            self.ctx.project.save()
 
     async def detail(self, target: str) -> UserStatus:
         """One user in depth (Get-MigrationUserStatistics: exact percent, bytes, size, the error) — one request,
@@ -689,11 +844,10 @@ class BatchEngine:
         return write_all(self.ctx.project, folder, snapshot, self.checklist("each moved user"))
 
     def _last_snapshot(self) -> Snapshot:
+        explained = _Explained(self._scope_group())
         users = [UserStatus(batch=str(v[0]), source=str(v[5]) if len(v) > 5 else "", target=str(t),
                             status=str(v[2]), stage=str(v[1]), percent=STAGE_PERCENT.get(str(v[1]), 0),
-                            last_sync=parse_time(v[4]), error=str(v[3]),
-                            problem=explain_move_failure(str(v[3]), user=str(t), group=self._scope_group())
-                            if v[3] else None)
+                            last_sync=parse_time(v[4]), error=str(v[3]), problem=explained(str(v[3])) if v[3] else None)
                  for t, v in (self.data.get("users") or {}).items()]
         taken = parse_time(self.data.get("refreshed")) or self.now()
         return Snapshot(taken, [], users)
@@ -1266,6 +1420,72 @@ class BatchEngine:
 def _gone(exc: ServiceError) -> bool:
     """The object is not there (404, Exchange's "couldn't be found")."""
     return exc.status == 404 or "couldn't be found" in exc.message or "NotFound" in exc.code
+
+
+def _moved(kept: Any, u: UserStatus) -> bool:
+    """Whether a user's state kept by `_remember` ([batch, stage, status, error, last sync, source]) is out of
+    date (its last sync aside)."""
+    return not isinstance(kept, list) or len(kept) < 6 or kept[1] != u.stage or kept[2] != u.status or \
+        kept[0] != u.batch or kept[3] != u.error[:300] or kept[5] != u.source
+
+
+def _judge(action: str, detail: Mapping[str, Any], batch: MigrationBatch | None) -> tuple[bool, str]:
+    """Whether a batch change was made, from the batch as Get-MigrationBatch shows it now (None: not there),
+    and why, in words for the journal.  [U] Exchange's batch statuses and counters as reference §2.7 lists
+    them: a started batch leaves Created/Waiting/Stopped and has no pending or stopped user; a completed one
+    goes to Completing at once; Retry lowers FailedCount."""
+    if action == "create batch":
+        return (True, "the batch is in the target: it was created (adopted, not made again)") if batch is not None \
+            else (False, "no such batch in the target: it was not created")
+    if action == "remove batch":
+        return (True, "gone from the target: the removal was made") if batch is None \
+            else (False, "still in the target: it was not removed")
+    if batch is None:
+        return False, "the batch is no longer in the target"
+    status = batch.status.lower()
+    if action == "start batch":
+        made = status not in ("created", "waiting", "stopped", "stopping") and not batch.count("PendingCount") \
+            and not batch.count("StoppedCount")
+    elif action == "retry batch":
+        made = batch.count("FailedCount") < int(detail.get("failed") or 0)
+    elif action == "stop batch":
+        made = status in ("stopped", "stopping") or (batch.count("StoppedCount") > 0 and not batch.count("ActiveCount"))
+    elif action == "complete batch":
+        made = status.startswith("complet")
+    elif action == "update batch":
+        want, have = parse_time(detail.get("completeAfter")), batch.time("CompleteAfter")
+        made = want is not None and have is not None and abs((have - want).total_seconds()) < 60
+    else:
+        return False, f"its status is {batch.status}: the outcome cannot be told"
+    return made, f"its status is {batch.status}: the change was {'made' if made else 'not made'}"
+
+
+class _Explained:
+    """Exchange's per-user errors for people, one shared `Problem` per distinct error (10,000 failed users with
+    one cause: one Problem, not 10,000).  A shared Problem says "this user" — the user's row or pane names them
+    (`detail` explains one user with their address)."""
+
+    def __init__(self, group: str) -> None:
+        self.group = group
+        self.seen: dict[str, tuple[Problem, bool]] = {}
+
+    def __call__(self, error: str) -> Problem:
+        got = self.seen.get(error)
+        if got is None:
+            p = explain_move_failure(error, user=SHARED_USER, group=self.group)
+            per_user = SHARED_USER in p.what
+            p = dataclasses.replace(p, what=p.what[:1].upper() + p.what[1:],
+                                    details=p.details.replace(f"\nUser: {SHARED_USER}", ""))
+            got = self.seen[error] = (p, not per_user)
+        return got[0]
+
+    def organization_wide(self) -> list[Problem]:
+        """The causes that hit every user (an expired secret, a broken relationship), each once."""
+        out: dict[str, Problem] = {}
+        for p, everyone in self.seen.values():
+            if everyone:
+                out.setdefault(p.what, p)
+        return list(out.values())
 
 
 def _without(access: Sequence[Mapping[str, Any]], role_id: str) -> list[dict[str, Any]]:

@@ -27,7 +27,7 @@ class MappedUser(Protocol):
     def target(self) -> str: ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # per user: slots keep 10,000 of them small (no __dict__ each)
 class WaveUser:
     source: str                       # the source mailbox's primary SMTP address
     target: str                       # the target MailUser's address: what goes into the batch CSV
@@ -63,7 +63,7 @@ class BatchOptions:
     target_delivery_domain: str = ""             # default: the target tenant's initial (onmicrosoft) domain
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # per user, every refresh: no __dict__ each
 class UserStatus:
     """One migration user as the monitor shows it (from paged list calls only)."""
 
