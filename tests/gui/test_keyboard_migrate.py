@@ -114,16 +114,18 @@ def test_every_control_of_the_run_pages_has_an_accessible_name(wizard):
                     f"{type(w).__name__} on {page.title()!r} has no accessible name"
 
 
-def test_each_mnemonic_of_the_run_pages_is_used_once_and_leaves_back_and_next_alone(wizard):
+def test_each_mnemonic_is_used_once_per_page_and_leaves_back_and_next_alone(wizard):
     """Alt+letter reaches one control per page: with a letter used twice Alt only moves the focus between them
-    (the new "Move again in a new batch…" and "Also purge the key vault…" included); B and N are the wizard's
-    Back and Next.  (The status panel's own buttons are shared by every page and left out.)"""
-    for page in (wizard.launch, wizard.monitor, wizard.finish):
+    (the new "Move again in a new batch…" and "Also purge the key vault…" included; the status panel's Cancel,
+    Retry, Copy details and Open log folder count on every page); B and N are the wizard's Back and Next."""
+    total = 0
+    for page in (wizard.page(i) for i in wizard.pageIds()):
         letters = []
         for w in page.findChildren(QAbstractButton) + page.findChildren(QLabel):
             text = w.text().replace("&&", "")
-            if "&" in text and not w.objectName().startswith("qt_") and not page.status.isAncestorOf(w):
+            if "&" in text and not w.objectName().startswith("qt_"):
                 letters.append(text[text.index("&") + 1].lower())
         assert len(letters) == len(set(letters)), f"{page.title()!r}: {sorted(letters)}"
         assert not {"b", "n"} & set(letters), page.title()
-        assert len(letters) >= 8
+        total += len(letters)
+    assert total >= 60

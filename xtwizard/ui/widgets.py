@@ -87,7 +87,7 @@ class StatusPanel(QFrame):
         self.retry.setAccessibleName("Retry")
         self.copy = QPushButton("Copy &details")
         self.copy.setAccessibleName("Copy the error details to the clipboard")
-        self.logs = QPushButton("Open &log folder")
+        self.logs = QPushButton("Open lo&g folder")
         self.logs.setAccessibleName("Open the folder with xtwizard's log files")
         for b in (self.cancel, self.retry, self.copy, self.logs):
             row.addWidget(b)

@@ -148,7 +148,7 @@ class ScopingGroupPage(BasePage):
         self.existing.setAccessibleName("Use an existing group")
         self.groups = QListWidget()
         self.groups.setAccessibleName("Mail-enabled security groups of the source")
-        self.create_new = QRadioButton("&Create a new group")
+        self.create_new = QRadioButton("Create a ne&w group")
         self.create_new.setAccessibleName("Create a new group")
         self.new_name = QLineEdit("Cross-tenant migration")
         self.new_name.setAccessibleName("Name of the new group")

@@ -24,7 +24,7 @@ class WelcomePage(BasePage):
         self.name.setAccessibleName("Project name")
         name_label = QLabel("Project na&me:")
         name_label.setBuddy(self.name)
-        self.resume = QRadioButton("&Resume a project")
+        self.resume = QRadioButton("Res&ume a project")
         self.resume.setAccessibleName("Resume a project")
         self.list = QListWidget()
         self.list.setAccessibleName("Saved projects")
