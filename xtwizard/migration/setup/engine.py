@@ -28,6 +28,7 @@ from ...cloud.exchange import (
     GroupMember,
     MigrationEndpoint,
     OrganizationRelationship,
+    ServerAvailability,
     encode_credential,
     hashtable,
 )
@@ -35,6 +36,7 @@ from ...cloud.graph import (
     Application,
     AppRoleAssignment,
     GraphClient,
+    GraphError,
     ServicePrincipal,
 )
 from ...cloud.keyvault import KeyVaultCertificates, KeyVaultError, TokenProviderCredential, VaultCertificate
@@ -63,6 +65,23 @@ ROLE_IDS = {CERTIFICATES_OFFICER: "a4417e6f-fecd-4de8-b567-7b0420556985",
             CERTIFICATE_USER: "db79e9a7-68ee-4b58-9aeb-b90e7c24fcba",
             "Key Vault Administrator": "00482a5a-887f-4fb3-b363-3b7fe8e74483"}
 CERTIFICATE_NAME = "xtwizard-migration"
+# What an inspection reads, in parts (`SetupEngine._read`): "exchange-sp" the target's Exchange principal and
+# its Mailbox.Migration role, "source-directory" the source's Exchange principal and the source admin's roles,
+# "app", "<side>-sp" the app's principal in that tenant with its grants, "<side>-grant" the grants alone, "org"
+# the target's dehydration, "endpoints", "<side>-rel" the organization relationships, "group" the scope group
+# with its members, "members" the members alone, "vault" the Key Vault credential, "app-certificate" whether
+# the vault's certificate is on the app.
+INSPECTION = ("exchange-sp", "app", "source-directory", "org", "endpoints", "target-rel", "source-rel", "group",
+              "target-sp", "source-sp")
+# What a change touched (by its key, up to a colon), re-read before the next change; `_read` adds what depends
+# on it.  Everything else stands as inspected when `apply` began.  A key missing here re-reads everything.
+TOUCHES: dict[str, tuple[str, ...]] = {
+    "app": ("app",), "secret": ("app",), "orphan-secret": ("app",), "target-sp": ("target-sp",),
+    "target-grant": ("target-grant",), "source-sp": ("source-sp",), "source-grant": ("source-grant",),
+    "org-customization": ("org",), "endpoint": ("endpoints",), "target-rel": ("target-rel",),
+    "source-rel": ("source-rel",), "scope-group": ("group",), "member": ("members",),
+    **{key: ("vault",) for key in VAULT_KEYS}, "app-certificate": ("app-certificate",),
+}
 
 Progress = Callable[[int, int, str], None]
 Sleep = Callable[[float], Awaitable[None]]
@@ -118,6 +137,7 @@ class SetupOptions:
     test_mailuser: str | None = None                 # a target MailUser for Test-MigrationServerAvailability
     replication_wait_seconds: float = 600.0         # for objects the journal says were made
     unfinished_wait_seconds: float = 60.0            # for objects a crash may or may not have made
+    fresh_seconds: float = 60.0                      # apply starts from an inspection this recent (see apply)
     # Key Vault certificate mode
     subscription: str | None = None                  # id or display name; default: the first one
     resource_group: str = "xtwizard-migration"
@@ -150,6 +170,7 @@ class Facts:
     dehydrated: bool = False
     endpoint: MigrationEndpoint | None = None
     endpoint_found_by: str = ""
+    endpoints: list[MigrationEndpoint] = field(default_factory=list)       # the remote-move endpoints
     other_endpoints: list[MigrationEndpoint] = field(default_factory=list)
     target_rel: OrganizationRelationship | None = None
     source_rel: OrganizationRelationship | None = None
@@ -157,6 +178,7 @@ class Facts:
     group_name: str = ""
     group_found_by: str = ""
     members: list[GroupMember] = field(default_factory=list)
+    member_addresses: list[str] = field(default_factory=list)  # primary addresses of members_add + members_remove
     member_adds: list[tuple[str, str]] = field(default_factory=list)     # (requested, primary address)
     member_removes: list[tuple[str, str]] = field(default_factory=list)  # (requested, primary address)
     kv: VaultFacts | None = None
@@ -230,6 +252,7 @@ class SetupEngine:
         self.now = clock
         self._secrets: dict[str, str] = {}  # keyId -> secret text; never written anywhere
         self.facts: Facts | None = None
+        self._inspected: tuple[datetime.datetime, int] | None = None  # when self.facts were read, journal mark
         if self.options.credential not in ("secret", "keyvault"):
             raise problem("Unknown credential mode.", f"'{self.options.credential}' is neither 'secret' nor "
                           "'keyvault'.", "Choose a client secret or a Key Vault certificate.")
@@ -262,7 +285,11 @@ class SetupEngine:
         """`fetch()`, retried with backoff while it finds nothing that the journal says exists (`expected`
         True), or — for "maybe", an intent a crash left open — for a shorter while: the change may never
         have been made, or it was and replication hides it."""
-        found = await fetch()
+        return await self._keep_looking(fetch, expected, await fetch())
+
+    async def _keep_looking(self, fetch: Callable[[], Awaitable[T | None]], expected: bool | str,
+                            found: T | None) -> T | None:
+        """`_expect` after its first read, `found` (made together with other reads)."""
         waited, delay = 0.0, 2.0
         budget = self.options.replication_wait_seconds
         if expected == "maybe":
@@ -297,6 +324,7 @@ class SetupEngine:
             raise SetupProblem(explain_setup(exc)) from None
 
     async def _inspect(self) -> Facts:
+        self._inspected = None
         t, s = self._ident("target"), self._ident("source")
         if t.tenant_id.lower() == s.tenant_id.lower():
             raise problem("The source and the target are the same tenant.",
@@ -304,76 +332,173 @@ class SetupEngine:
                           "Sign in to the other company's tenant in one of the two slots.")
         f = Facts(target_id=t.tenant_id, source_id=s.tenant_id, source_domain=s.initial_domain,
                   target_domain=t.initial_domain, source_name=s.display_name, target_name=t.display_name)
+        await self._read(f, self._everything())
+        self.facts = f
+        self._inspected = (self.now(), self.journal.mark())
+        return f
+
+    def _everything(self) -> tuple[str, ...]:
+        return INSPECTION + (("vault",) if self.options.credential == "keyvault" else ())
+
+    def _recent_facts(self) -> Facts | None:
+        """The last inspection (the plan just shown), when it is at most `fresh_seconds` old and nothing was
+        journaled since, by this engine or anyone else; otherwise None."""
+        if self.facts is None or self._inspected is None:
+            return None
+        at, mark = self._inspected
+        if mark != self.journal.mark() or self.now() - at > datetime.timedelta(seconds=self.options.fresh_seconds):
+            return None
+        return self.facts
+
+    async def _refresh(self, f: Facts, c: Change) -> None:
+        """After the change `c`: re-read what it touched and what depends on that; the rest of `f` stands."""
+        try:
+            await self._read(f, TOUCHES.get(c.key.split(":", 1)[0], self._everything()))
+        except ServiceError as exc:
+            raise SetupProblem(explain_setup(exc)) from None
+        self.facts = f
+        self._inspected = None  # facts partly re-read: not a whole inspection
+
+    async def _read(self, f: Facts, parts: Sequence[str]) -> None:
+        """Read `parts` (see INSPECTION) of both tenants into `f`: every read that needs no other answer goes out
+        at once (B2, docs/benchmarks.md), then what waits for an answer.
+
+        The app's principals and their grants hang on the app.  They are read together with it by the app id
+        the journal recorded (or the admin gave), the grants by the principals' recorded ids; only what the
+        answers contradict (another app, another principal) or what had no id yet is read afterwards.  When
+        the app read finds another app than `f` had (a new one), both principals are read again, the endpoint
+        is matched again and, in the Key Vault mode, the certificate on the app is looked up.  `_together`
+        raises the first failure in the order written here: the problem an admin sees does not depend on
+        which answer came first."""
         known = self.journal.known()
-        expecting = {str(e.target.get("key")) for e in self.journal.unfinished()}
         tg, sg = self.ctx.graph("target"), self.ctx.graph("source")
         tx, sx = self.ctx.exchange("target"), self.ctx.exchange("source")
+        graph = {"target": tg, "source": sg}
+        had = f.app.app_id if f.app is not None else ""
+        early = had  # the app id known before any answer
+        if "app" in parts:
+            early = str(known.get("app", {}).get("appId") or self.options.app_id or "")
+        sides = {side for side in ("target", "source") if f"{side}-sp" in parts}
+        if "app" in parts and early.lower() != had.lower():
+            sides = {"target", "source"}
+        read_for: dict[str, str] = {}  # side -> the app id its principal was read for
+        listed: dict[str, list[AppRoleAssignment] | None] = {}  # side -> its principal's grants (None: none)
 
-        # Independent reads go out together (B2, docs/benchmarks.md); `_together` raises the first failure in
-        # the order written here, so the problem an admin sees is the same as when they ran one by one.
-        async def exo_target() -> None:  # a. the migration app in the target
-            f.exo_sp_target = await tg.get_service_principal_by_app_id(EXCHANGE_APP_ID)
-            if f.exo_sp_target is None:
-                raise problem("Exchange Online is not set up in the target tenant.",
-                              "The target has no service principal for Office 365 Exchange Online, so the "
-                              "Mailbox.Migration permission cannot be granted.",
-                              "Make sure the target has an Exchange Online subscription, then try again.")
-            role = f.exo_sp_target.app_role(MAILBOX_MIGRATION)
-            if role is None:
-                raise problem("Exchange Online in the target does not offer the Mailbox.Migration permission.",
-                              "The Exchange service principal lists no application role named Mailbox.Migration.",
-                              "Contact Microsoft support: cross-tenant mailbox migration is not available to this "
-                              "tenant.")
-            f.role_id = role.id
-
-        async def source_directory() -> None:  # c. the source's consent
-            f.exo_sp_source, roles = await _together(sg.get_service_principal_by_app_id(EXCHANGE_APP_ID),
-                                                     sg.my_directory_roles())
-            f.source_can_consent = bool({r.role_template_id for r in roles} & CONSENT_ROLES)
-
-        async def target_exchange() -> list[MigrationEndpoint]:  # d. target Exchange
-            f.dehydrated, found, rels = await _together(tx.is_dehydrated(), tx.migration_endpoints(),
-                                                        tx.organization_relationships())
-            f.target_rel = self._pick_relationship(rels, f.source_id, [f.source_domain], known.get("target-rel"))
-            return [e for e in found if e.endpoint_type.lower() == "exchangeremotemove" or e.application_id]
-
-        async def source_relationship() -> None:  # e. source Exchange
-            srels = await sx.organization_relationships()
-            f.source_rel = self._pick_relationship(srels, f.target_id, [f.target_domain], known.get("source-rel"))
-
-        async def source_exchange() -> None:
-            if self._group_name_given(known):  # the group does not depend on the relationship's answer
-                await _together(source_relationship(), self._inspect_group(f, sx, sg, known))
+        async def principal(side: str, app_id: str) -> None:
+            g, key = graph[side], f"{side}-sp"
+            rec = str(known.get(key, {}).get("id") or "")
+            find = self._expect(lambda: g.get_service_principal_by_app_id(app_id), key in known)
+            grants: list[AppRoleAssignment] | None = None
+            if rec:
+                sp, grants = await _together(find, self._assignments(g, rec))
             else:
-                await source_relationship()
+                sp = await find
+            if sp is not None and (grants is None or sp.id.lower() != rec.lower()):
+                grants = await self._assignments(g, sp.id)
+            self._set_principal(f, side, sp)
+            read_for[side], listed[side] = app_id.lower(), grants if sp is not None else None
+
+        async def grants_of(side: str) -> None:  # a principal already known
+            sp = self._principal(f, side)
+            listed[side] = await self._assignments(graph[side], sp.id) if sp is not None else None
+
+        readers: list[Awaitable[Any]] = []
+        if "exchange-sp" in parts:
+            readers.append(self._read_exchange_sp(f, tg))
+        if "app" in parts:
+            maybe = any(e.target.get("key") == "app" for e in self.journal.unfinished())
+            readers.append(self._inspect_app(f, tg, known, "maybe" if maybe else False))
+        if "source-directory" in parts:
+            readers.append(self._read_source_directory(f, sg))
+        if "org" in parts:
+            readers.append(self._read_dehydrated(f, tx))
+        if "endpoints" in parts:
+            readers.append(self._read_endpoints(f, tx))
+        if "target-rel" in parts:
+            readers.append(self._read_relationship(f, "target", tx, known))
+        if "source-rel" in parts and "group" in parts and not self._group_name_given(known):
+            async def relationship_then_group() -> None:  # the group is the one the relationship names
+                await self._read_relationship(f, "source", sx, known)
                 await self._inspect_group(f, sx, sg, known)
+            readers.append(relationship_then_group())
+        else:
+            if "source-rel" in parts:
+                readers.append(self._read_relationship(f, "source", sx, known))
+            if "group" in parts:
+                readers.append(self._inspect_group(f, sx, sg, known))
+        if "members" in parts:
+            readers.append(self._read_members(f, sx))
+        if early:
+            readers.extend(principal(side, early) for side in ("target", "source") if side in sides)
+        readers.extend(grants_of(side) for side in ("target", "source") if f"{side}-grant" in parts)
+        await _together(*readers)
 
-        _, _, _, endpoints, _ = await _together(
-            exo_target(), self._inspect_app(f, tg, known, "maybe" if "app" in expecting else False),
-            source_directory(), target_exchange(), source_exchange())
-        self._pick_endpoint(f, endpoints, known)
-        if f.app is not None:  # the app's principals and grants in both tenants
-            app_id = f.app.app_id
-
-            async def target_principal() -> None:
-                f.target_sp = await self._expect(lambda: tg.get_service_principal_by_app_id(app_id),
-                                                 "target-sp" in known)
-                if f.target_sp is not None and f.exo_sp_target is not None:
-                    f.target_grant = await self._find_grant(tg, f.target_sp.id, f.exo_sp_target.id, f.role_id,
-                                                            "target-grant" in known)
-
-            async def source_principal() -> None:
-                f.source_sp = await self._expect(lambda: sg.get_service_principal_by_app_id(app_id),
-                                                 "source-sp" in known)
-                if f.source_sp is not None and f.exo_sp_source is not None:
-                    f.source_grant = await self._find_grant(sg, f.source_sp.id, f.exo_sp_source.id, f.role_id,
-                                                            "source-grant" in known)
-
-            await _together(target_principal(), source_principal())
-        if self.options.credential == "keyvault":
+        now = f.app.app_id if f.app is not None else ""
+        if now.lower() != had.lower():
+            sides = {"target", "source"}
+        if f.app is None:
+            for side in sides:
+                self._set_principal(f, side, None)
+                listed[side] = None
+        else:
+            await _together(*(principal(side, now) for side in ("target", "source")
+                              if side in sides and read_for.get(side) != now.lower()))
+        await _together(*(self._match_grant(f, side, listed[side], known) for side in ("target", "source")
+                          if side in listed))
+        self._pick_endpoint(f, known)
+        if "vault" in parts:
             f.kv = await self._inspect_vault(f, tg, known)
-        self.facts = f
-        return f
+        elif f.kv is not None and ("app-certificate" in parts or now.lower() != had.lower()):
+            f.kv.certificate_on_app = await self._certificate_on_app(tg, f.app, f.kv.certificate)
+
+    @staticmethod
+    def _principal(f: Facts, side: str) -> ServicePrincipal | None:
+        return f.target_sp if side == "target" else f.source_sp
+
+    @staticmethod
+    def _set_principal(f: Facts, side: str, sp: ServicePrincipal | None) -> None:
+        if side == "target":
+            f.target_sp = sp
+        else:
+            f.source_sp = sp
+
+    async def _read_exchange_sp(self, f: Facts, tg: GraphClient) -> None:
+        f.exo_sp_target = await tg.get_service_principal_by_app_id(EXCHANGE_APP_ID)
+        if f.exo_sp_target is None:
+            raise problem("Exchange Online is not set up in the target tenant.",
+                          "The target has no service principal for Office 365 Exchange Online, so the "
+                          "Mailbox.Migration permission cannot be granted.",
+                          "Make sure the target has an Exchange Online subscription, then try again.")
+        role = f.exo_sp_target.app_role(MAILBOX_MIGRATION)
+        if role is None:
+            raise problem("Exchange Online in the target does not offer the Mailbox.Migration permission.",
+                          "The Exchange service principal lists no application role named Mailbox.Migration.",
+                          "Contact Microsoft support: cross-tenant mailbox migration is not available to this "
+                          "tenant.")
+        f.role_id = role.id
+
+    @staticmethod
+    async def _read_source_directory(f: Facts, sg: GraphClient) -> None:  # the source's consent
+        f.exo_sp_source, roles = await _together(sg.get_service_principal_by_app_id(EXCHANGE_APP_ID),
+                                                 sg.my_directory_roles())
+        f.source_can_consent = bool({r.role_template_id for r in roles} & CONSENT_ROLES)
+
+    @staticmethod
+    async def _read_dehydrated(f: Facts, tx: ExchangeClient) -> None:
+        f.dehydrated = await tx.is_dehydrated()
+
+    @staticmethod
+    async def _read_endpoints(f: Facts, tx: ExchangeClient) -> None:
+        f.endpoints = [e for e in await tx.migration_endpoints()
+                       if e.endpoint_type.lower() == "exchangeremotemove" or e.application_id]
+
+    async def _read_relationship(self, f: Facts, side: str, x: ExchangeClient,
+                                 known: dict[str, dict[str, Any]]) -> None:
+        rels = await x.organization_relationships()
+        if side == "target":
+            f.target_rel = self._pick_relationship(rels, f.source_id, [f.source_domain], known.get("target-rel"))
+        else:
+            f.source_rel = self._pick_relationship(rels, f.target_id, [f.target_domain], known.get("source-rel"))
 
     async def _inspect_app(self, f: Facts, tg: GraphClient, known: dict[str, dict[str, Any]],
                            pending: bool | str) -> None:
@@ -404,26 +529,53 @@ class SetupEngine:
         apps = await tg.list_applications(display_name=name)
         return apps or None
 
-    async def _find_grant(self, g: GraphClient, sp_id: str, resource_id: str, role_id: str,
-                          expected: bool) -> AppRoleAssignment | None:
-        async def fetch() -> AppRoleAssignment | None:
-            return next((a for a in await g.app_role_assignments(sp_id)
-                         if a.resource_id == resource_id and a.app_role_id == role_id), None)
-        return await self._expect(fetch, expected)
+    @staticmethod
+    async def _assignments(g: GraphClient, sp_id: str) -> list[AppRoleAssignment] | None:
+        """The grants a service principal holds; None when there is no such principal (any more)."""
+        try:
+            return await g.app_role_assignments(sp_id)
+        except GraphError as exc:
+            if exc.status == 404:
+                return None
+            raise
 
-    def _pick_endpoint(self, f: Facts, endpoints: list[MigrationEndpoint], known: dict[str, dict[str, Any]]) -> None:
+    async def _match_grant(self, f: Facts, side: str, listed: list[AppRoleAssignment] | None,
+                           known: dict[str, dict[str, Any]]) -> None:
+        """Mailbox.Migration on the side's Exchange principal among `listed` (its principal's grants, read with
+        it); looked for again while the journal says it was granted and replication hides it."""
+        sp = self._principal(f, side)
+        exo = f.exo_sp_target if side == "target" else f.exo_sp_source
+        grant: AppRoleAssignment | None = None
+        if sp is not None and exo is not None and listed is not None:
+            g, sp_id, resource_id = self.ctx.graph(side), sp.id, exo.id
+
+            def match(assignments: list[AppRoleAssignment] | None) -> AppRoleAssignment | None:
+                return next((a for a in assignments or () if a.resource_id == resource_id
+                             and a.app_role_id == f.role_id), None)
+
+            async def fetch() -> AppRoleAssignment | None:
+                return match(await self._assignments(g, sp_id))
+
+            grant = await self._keep_looking(fetch, f"{side}-grant" in known, match(listed))
+        if side == "target":
+            f.target_grant = grant
+        else:
+            f.source_grant = grant
+
+    def _pick_endpoint(self, f: Facts, known: dict[str, dict[str, Any]]) -> None:
         rec = known.get("endpoint")
         name = str(rec["name"]) if rec and rec.get("name") else self.endpoint_name(f)
-        by_name = next((e for e in endpoints if e.identity.lower() == name.lower()), None)
+        f.endpoint, f.endpoint_found_by = None, ""
+        by_name = next((e for e in f.endpoints if e.identity.lower() == name.lower()), None)
         if by_name is not None:
             f.endpoint, f.endpoint_found_by = by_name, "journal" if rec else "name"
         elif f.app is not None:
             app_id = f.app.app_id.lower()
-            match = next((e for e in endpoints if e.application_id.lower() == app_id
+            match = next((e for e in f.endpoints if e.application_id.lower() == app_id
                           and e.remote_tenant.lower() == f.source_domain.lower()), None)
             if match is not None:
                 f.endpoint, f.endpoint_found_by = match, "app"
-        f.other_endpoints = [e for e in endpoints if e is not f.endpoint]
+        f.other_endpoints = [e for e in f.endpoints if e is not f.endpoint]
 
     @staticmethod
     def _pick_relationship(rels: list[OrganizationRelationship], partner_id: str, partner_domains: list[str],
@@ -468,7 +620,17 @@ class SetupEngine:
         f.group_name = name
         group_expected: bool | str = "scope-group" in known or (
             "maybe" if any(e.target.get("key") == "scope-group" for e in self.journal.unfinished()) else False)
-        group = await self._expect(lambda: self._group(sx, name), group_expected)
+        # The group, its members (asked by the same name) and the mailboxes to add or remove go out at once;
+        # their failures are raised in the order of the checks below, as when they were read one by one.
+        async def addresses() -> list[str]:
+            wanted_members = [*self.options.members_add, *self.options.members_remove]
+            return list(await _together(*(self._mailbox_address(sx, who) for who in wanted_members)))
+
+        group, members, addrs = await asyncio.gather(
+            self._expect(lambda: self._group(sx, name), group_expected), self._members(sx, name), addresses(),
+            return_exceptions=True)
+        if isinstance(group, BaseException):
+            raise group
         if group is not None and group.recipient_type_details != SCOPE_GROUP_TYPE:
             kind = {"MailUniversalDistributionGroup": "a distribution list",
                     "GroupMailbox": "a Microsoft 365 group"}.get(group.recipient_type_details,
@@ -495,12 +657,24 @@ class SetupEngine:
                               "Choose one of: " + (", ".join(candidates) or "(none yet)")
                               + " — or ask xtwizard to create it.")
         f.group = group
+        if isinstance(members, BaseException):
+            raise members
+        if isinstance(addrs, BaseException):
+            raise addrs
+        if group is not None and members is None:  # not found by its name yet (replication): by its identity
+            members = await sx.distribution_group_members(group.identity)
+        f.members = list(members or []) if group is not None else []
+        f.member_addresses = addrs
+        self._diff_members(f)
 
-        async def members() -> list[GroupMember]:
-            return await sx.distribution_group_members(group.identity) if group is not None else []
+    async def _read_members(self, f: Facts, sx: ExchangeClient) -> None:
+        f.members = await sx.distribution_group_members(f.group.identity) if f.group is not None else []
+        self._diff_members(f)
 
+    def _diff_members(self, f: Facts) -> None:
+        """The members to add and to remove (`f.member_addresses`: the requested mailboxes' primary addresses)."""
         adds, removes = list(self.options.members_add), list(self.options.members_remove)
-        f.members, *addrs = await _together(members(), *(self._mailbox_address(sx, who) for who in adds + removes))
+        addrs = f.member_addresses
         current = {m.primary_smtp_address.lower() for m in f.members} | {m.name.lower() for m in f.members}
         f.member_adds = [(who, addr) for who, addr in zip(adds, addrs[:len(adds)], strict=True)
                          if addr.lower() not in current]
@@ -508,9 +682,19 @@ class SetupEngine:
                             if addr.lower() in current]
         remaining = len(f.members) + len(f.member_adds) - len(f.member_removes)
         if remaining <= 0:
-            raise problem(f"The scope group '{name}' would have no members.",
+            raise problem(f"The scope group '{f.group_name}' would have no members.",
                           "Only members of the scope group (and of groups nested in it) can be moved.",
                           "Add the users to move (a list or a CSV of their addresses).")
+
+    @staticmethod
+    async def _members(sx: ExchangeClient, identity: str) -> list[GroupMember] | None:
+        """The group's members; None when Exchange finds no group by that identity."""
+        try:
+            return await sx.distribution_group_members(identity)
+        except ExchangeError as exc:
+            if _is_not_found(exc):
+                return None
+            raise
 
     @staticmethod
     async def _group(sx: ExchangeClient, name: str) -> DistributionGroup | None:
@@ -616,12 +800,18 @@ class SetupEngine:
                     raise
             finally:
                 await kv.aclose()
-        if vf.certificate is not None and f.app is not None:
-            import base64
-
-            key = base64.b64encode(vf.certificate.der).decode("ascii")
-            vf.certificate_on_app = any(k.get("key") == key for k in await tg.get_application_key_credentials(f.app.id))
+        vf.certificate_on_app = await self._certificate_on_app(tg, f.app, vf.certificate)
         return vf
+
+    @staticmethod
+    async def _certificate_on_app(tg: GraphClient, app: Application | None, cert: VaultCertificate | None) -> bool:
+        """Whether the app's keyCredentials hold the certificate's public part."""
+        if app is None or cert is None:
+            return False
+        import base64
+
+        key = base64.b64encode(cert.der).decode("ascii")
+        return any(k.get("key") == key for k in await tg.get_application_key_credentials(app.id))
 
     async def _free_vault_name(self, arm: ArmClient, subscription_id: str, name: str) -> tuple[str, str]:
         """`name` if no vault (live or soft-deleted, anywhere) holds it; else a free variant and why."""
@@ -1002,15 +1192,19 @@ class SetupEngine:
     # --- apply ----------------------------------------------------------------------------------------------
     async def apply(self, progress: Progress | None = None, cancel: threading.Event | None = None,
                     *, max_changes: int = 60) -> ApplyResult:
-        """Converge: inspect, execute the first pending change, repeat until nothing is pending.
+        """Converge: execute the first pending change, re-read what it touched (TOUCHES), plan again, repeat
+        until nothing is pending.
 
-        Cancel is honoured between changes (never in the middle of one)."""
+        It starts from an inspection: the plan just made (`plan()` at most `fresh_seconds` ago, nothing
+        journaled since: what the admin was shown is what gets done), else a new one.  Intents a crash left
+        open are closed from it first.  Cancel is honoured between changes (never in the middle of one)."""
         result = ApplyResult()
-        await self._close_unfinished()
+        f = self._recent_facts() or await self.inspect()
+        self._close_unfinished(f)
         total = 0
         repeated: dict[str, int] = {}
         for _ in range(max_changes):
-            plan = await self.plan()
+            plan = self._plan(f)
             result.warnings = list(plan.warnings)
             pending = plan.pending
             total = max(total, len(result.done) + len(pending))
@@ -1032,16 +1226,13 @@ class SetupEngine:
                 progress(len(result.done), total, change.line)
             await self._execute(change)
             result.done.append(change)
+            await self._refresh(f, change)
         raise problem("The setup did not finish.", "More changes were needed than expected.",
                       "Run the setup again; if it repeats, send the journal to your IT contact.")
 
-    async def _close_unfinished(self) -> None:
-        """Intents a crash left open: record what the tenants now show (the object exists, or it does not)."""
-        open_ = self.journal.unfinished()
-        if not open_:
-            return
-        f = await self.inspect()
-        for e in open_:
+    def _close_unfinished(self, f: Facts) -> None:
+        """Intents a crash left open: record what the tenants show (`f`: the object exists, or it does not)."""
+        for e in self.journal.unfinished():
             key = str(e.target.get("key"))
             if is_removal(e) and key in VAULT_KEYS and f.kv is None:
                 continue  # not read outside the Key Vault mode: the teardown closes it on its next run
@@ -1405,8 +1596,22 @@ class SetupEngine:
         except ServiceError as exc:
             raise SetupProblem(explain_setup(exc)) from None
 
+    async def _availability(self, endpoint: str) -> ServerAvailability | ExchangeError:
+        try:
+            return await self.ctx.exchange("target").test_migration_server_availability(
+                endpoint, self.options.test_mailuser)
+        except ExchangeError as exc:
+            return exc
+
     async def _verify(self) -> list[Check]:
-        f = await self._inspect()
+        # Test-MigrationServerAvailability needs only the endpoint's name: with the journal's, it runs while both
+        # tenants are read (and again if the endpoint found has another name).
+        named = str(self.journal.known().get("endpoint", {}).get("name") or "")
+        tested: ServerAvailability | ExchangeError | None = None
+        if named:
+            f, tested = await _together(self._inspect(), self._availability(named))
+        else:
+            f = await self._inspect()
         out: list[Check] = []
 
         def check(tenant: str, name: str, ok: bool, message: str, fix: str = "", warning: bool = False) -> None:
@@ -1495,11 +1700,10 @@ class SetupEngine:
                   "Add the users to move to the group.")
         # Test-MigrationServerAvailability
         if e is not None:
-            try:
-                avail = await self.ctx.exchange("target").test_migration_server_availability(
-                    e.identity, self.options.test_mailuser)
-            except ExchangeError as exc:
-                check("target", "Test-MigrationServerAvailability", False, str(exc),
+            avail = tested if tested is not None and named.lower() == e.identity.lower() else (
+                await self._availability(e.identity))
+            if isinstance(avail, ExchangeError):
+                check("target", "Test-MigrationServerAvailability", False, str(avail),
                       "Check the test MailUser's address." if self.options.test_mailuser else "Run the setup.")
             else:
                 who = f" for {self.options.test_mailuser}" if self.options.test_mailuser else ""

@@ -51,6 +51,14 @@ class SetupJournal:
         self.writes = 0
         self._crash_after = _env_int(CRASH_ENV)
         self._crash_before = _env_int(CRASH_BEFORE_ENV)
+        self._known: dict[bool, tuple[int, dict[str, dict[str, Any]]]] = {}  # removing -> (mark, known)
+
+    def mark(self) -> int:
+        """Where the journal stands: it only grows, so any record written since (by anyone) changes this."""
+        try:
+            return self.project.journal_file.stat().st_size
+        except FileNotFoundError:
+            return 0
 
     def _writing(self) -> None:
         if self._crash_before and self.writes + 1 >= self._crash_before:
@@ -78,7 +86,15 @@ class SetupJournal:
         """What the journal says exists, by object key (the last successful create/adopt/update wins; a
         successful remove forgets it, and the keys its target lists in `also`: what went with it, like a
         service principal's grant).  An object whose teardown removal a crash left open may be gone: it is
-        left out (resume looks it up) unless `removing` asks for it (teardown, which closes its own)."""
+        left out (resume looks it up) unless `removing` asks for it (teardown, which closes its own).
+        Read again only when the journal has grown since the last call; callers get their own copy."""
+        mark = self.mark()
+        cached = self._known.get(removing)
+        if cached is None or cached[0] != mark:
+            cached = self._known[removing] = (mark, self._read_known(removing))
+        return {key: dict(rec) for key, rec in cached[1].items()}
+
+    def _read_known(self, removing: bool) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
         open_removals: dict[str, list[str]] = {}  # op -> keys, while the removal has no outcome
         for e in self.project.entries():
