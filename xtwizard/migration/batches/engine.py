@@ -724,8 +724,7 @@ class BatchEngine:
                 ours=b.identity.lower() in recorded, created=b.time("CreationDateTime"),
                 started=b.time("StartDateTime"), last_sync=b.time("LastSyncedDateTime"),
                 complete_after=b.time("CompleteAfter")))
-        # Organization-wide causes (an expired secret, a broken relationship) once, not per user.
-        problems: list[Problem] = explained.organization_wide()
+        problems: list[Problem] = []
         present = {b.identity.lower() for b in batches}
         marked = False
         for key, rec in recorded.items():
@@ -740,6 +739,8 @@ class BatchEngine:
             users.extend(lost)
             statuses.append(BatchStatus(str(rec["name"]), "Removed", len(lost), {**dict.fromkeys(STAGES, 0),
                                         "stopped": len(lost)}, 0, True, problem=problem))
+        # Organization-wide causes (an expired secret, a broken relationship) once, not per user.
+        problems.extend(explained.organization_wide())
         snapshot = Snapshot(now, statuses, users, requests, problems)
         self._remember(snapshot, save=marked)
         return snapshot
