@@ -38,6 +38,22 @@ if TYPE_CHECKING:
     from ..migration.problems import Problem
 
 
+
+def label(text: str, buddy: QWidget | None = None, *, wrap: bool = True) -> QLabel:
+    """A label (word-wrapped unless `wrap=False`); with `buddy`, its mnemonic focuses that control."""
+    lbl = QLabel(text)
+    lbl.setWordWrap(wrap)
+    if buddy is not None:
+        lbl.setBuddy(buddy)
+    return lbl
+
+
+def button(text: str, accessible_name: str) -> QPushButton:
+    """A push button with the name screen readers announce."""
+    b = QPushButton(text)
+    b.setAccessibleName(accessible_name)
+    return b
+
 class PageState(Enum):
     IDLE = "idle"
     BUSY = "busy"

@@ -30,13 +30,11 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
-    QLabel,
     QLineEdit,
     QListWidget,
     QMessageBox,
     QPlainTextEdit,
     QProgressBar,
-    QPushButton,
     QRadioButton,
     QSplitter,
     QStyle,
@@ -59,7 +57,9 @@ from ..widgets import (
     RecordFilter,
     RecordTableModel,
     Sort,
+    button,
     format_eta,
+    label,
     prepare_rows,
     record_table,
 )
@@ -82,20 +82,6 @@ EMAIL = re.compile(r"^[^@\s,;]+@[^@\s,;]+\.[^@\s,;]+$")
 STAGE_TEXT = {"waiting": "Waiting", "syncing": "Copying", "synced": "Copied, waiting to complete",
               "completing": "Completing", "completed": "Completed", "failed": "Needs attention",
               "stopped": "Stopped"}
-
-
-def _label(text: str, buddy: QWidget | None = None) -> QLabel:
-    lbl = QLabel(text)
-    lbl.setWordWrap(True)
-    if buddy is not None:
-        lbl.setBuddy(buddy)
-    return lbl
-
-
-def _button(text: str, name: str) -> QPushButton:
-    b = QPushButton(text)
-    b.setAccessibleName(name)
-    return b
 
 
 def size_text(n: int) -> str:
@@ -320,7 +306,7 @@ class LaunchPage(BasePage):
                          "kept together. Choose when the copy starts and when users switch over, then launch.")
         self.waves_model = RecordTableModel(WAVE_COLUMNS, self)
         self.waves_view, self.waves_proxy = record_table(self.waves_model, "Batches to launch", [70, 50, 110, 70])
-        waves_label = _label("Batc&hes to launch (select one to see its users):", self.waves_view)
+        waves_label = label("Batc&hes to launch (select one to see its users):", self.waves_view)
         self.users_model = RecordTableModel(WAVE_USER_COLUMNS, self)
         self.users_view, self.users_proxy = record_table(self.users_model, "Users of the selected batch",
                                                          [210, 200, 120])
@@ -328,7 +314,7 @@ class LaunchPage(BasePage):
         self.search.setPlaceholderText("Part of a name or address")
         self.search.setAccessibleName("Find a user in the selected batch")
         self.search.setClearButtonEnabled(True)
-        find_label = _label("F&ind:", self.search)
+        find_label = label("F&ind:", self.search)
 
         # when: start and completion
         self.start_now = QRadioButton("Start copying right &away")
@@ -359,17 +345,17 @@ class LaunchPage(BasePage):
         self.emails = QLineEdit()
         self.emails.setPlaceholderText("it@fabrikam.example, helpdesk@fabrikam.example")
         self.emails.setAccessibleName("Addresses that receive the batch status e-mails")
-        emails_label = _label("Send status e-mails t&o:", self.emails)
+        emails_label = label("Send status e-mails t&o:", self.emails)
         # In the rehearsal the batches run by the simulated tenants' clock (which the Monitor can speed up or skip
         # ahead): times are chosen, checked and shown in it, and this line says what time it is there.
-        self.clock_text = _label("")
+        self.clock_text = label("")
         self.clock_text.setAccessibleName("The simulated time the batches run by")
         self.clock_text.setVisible(rehearsal_clock(ctx) is not None)
         self.summary = QPlainTextEdit()
         self.summary.setReadOnly(True)
         self.summary.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
         self.summary.setAccessibleName("The launch plan")
-        self.launch_btn = _button("&Launch…", "Launch the batches in the plan")
+        self.launch_btn = button("&Launch…", "Launch the batches in the plan")
 
         top = QSplitter(Qt.Orientation.Horizontal)
         left = QWidget()
@@ -778,9 +764,9 @@ class MonitorPage(BasePage):
         self.overall = QProgressBar()
         self.overall.setRange(0, 100)
         self.overall.setAccessibleName("Overall progress of the move")
-        self.overall_text = _label("")
+        self.overall_text = label("")
         self.overall_text.setAccessibleName("Overall progress in words")
-        self.refresh_btn = _button("Refres&h now", "Refresh the progress now")
+        self.refresh_btn = button("Refres&h now", "Refresh the progress now")
         self.auto = QCheckBox("&Keep refreshing every few seconds")
         self.auto.setAccessibleName("Refresh automatically")
         self.auto.setChecked(True)
@@ -789,33 +775,33 @@ class MonitorPage(BasePage):
         self.batches_view, self.batches_proxy = record_table(self.batches_model, "Migration batches",
                                                              [120, 150, 120, 50, 80, 110])
         self.batches_view.setItemDelegateForColumn(2, ProgressDelegate(self.batches_proxy, lambda b: b.percent))
-        batches_label = _label("Ba&tches:", self.batches_view)
-        self.start_btn = _button("&Start", "Start or resume the selected batch")
-        self.stop_btn = _button("St&op", "Stop the selected batch")
-        self.complete_btn = _button("Com&plete", "Complete the selected batch: switch its copied users over now")
-        self.remove_btn = _button("Remo&ve…", "Remove the selected batch")
-        self.retry_btn = _button("Retr&y failed users", "Retry the failed users of the selected batch")
+        batches_label = label("Ba&tches:", self.batches_view)
+        self.start_btn = button("&Start", "Start or resume the selected batch")
+        self.stop_btn = button("St&op", "Stop the selected batch")
+        self.complete_btn = button("Com&plete", "Complete the selected batch: switch its copied users over now")
+        self.remove_btn = button("Remo&ve…", "Remove the selected batch")
+        self.retry_btn = button("Retr&y failed users", "Retry the failed users of the selected batch")
 
         self.users_model = RecordTableModel(USER_COLUMNS, self)
         self.users_view, self.users_proxy = record_table(self.users_model, "Users being moved",
                                                          [210, 70, 150, 100, 70, 120])
         self.users_view.setItemDelegateForColumn(3, ProgressDelegate(self.users_proxy, lambda u: u.percent))
-        users_label = _label("&Users:", self.users_view)
+        users_label = label("&Users:", self.users_view)
         self.search = QLineEdit()
         self.search.setPlaceholderText("Part of an address, a batch or a status")
         self.search.setClearButtonEnabled(True)
         self.search.setAccessibleName("Find a user")
-        find_label = _label("F&ind:", self.search)
+        find_label = label("F&ind:", self.search)
         self.only_problems = QCheckBox("Only users &with problems")
         self.only_problems.setAccessibleName("Show only users that need attention")
         self.details = QTextBrowser()
         self.details.setAccessibleName("About the selected user")
         self.details.setOpenExternalLinks(False)
-        self.rebatch_btn = _button("&Move again in a new batch…", "Take the selected user out of their batch to "
+        self.rebatch_btn = button("&Move again in a new batch…", "Take the selected user out of their batch to "
                                    "move them again in a new batch")
         self.rebatch_btn.setToolTip("For a failure Retry cannot mend: shows what is taken out of which batch, and "
                                     "asks first.")
-        self.awaiting_text = _label("")
+        self.awaiting_text = label("")
         self.awaiting_text.setAccessibleName("Users waiting to move again in a new batch")
         self.awaiting_text.hide()
 
@@ -856,12 +842,12 @@ class MonitorPage(BasePage):
         self.speed.setAccessibleName("Rehearsal speed: how fast simulated time runs")
         for text, scale in SPEEDS:
             self.speed.addItem(text, scale)
-        self.skip_btn = _button("Skip &ahead one hour", "Rehearsal: move simulated time one hour forward")
-        self.clock_text = _label("")
+        self.skip_btn = button("Skip &ahead one hour", "Rehearsal: move simulated time one hour forward")
+        self.clock_text = label("")
         self.clock_text.setAccessibleName("Simulated time")
         self.speed_box = QGroupBox("Speed up the rehearsal (simulated tenants only)")
         sb = QHBoxLayout(self.speed_box)
-        sb.addWidget(_label("Spe&ed:", self.speed))
+        sb.addWidget(label("Spe&ed:", self.speed))
         sb.addWidget(self.speed)
         sb.addWidget(self.skip_btn)
         sb.addWidget(self.clock_text, 1)
@@ -1284,18 +1270,18 @@ class FinishPage(BasePage):
         self.monitor = monitor
         self.folder = QLineEdit()
         self.folder.setAccessibleName("Folder for the reports")
-        folder_label = _label("Save reports &in:", self.folder)
-        self.choose_btn = _button("Choose f&older…", "Choose the folder for the reports")
-        self.write_btn = _button("&Write the reports", "Write the readiness, progress and final reports")
-        self.open_btn = _button("O&pen folder", "Open the reports folder")
+        folder_label = label("Save reports &in:", self.folder)
+        self.choose_btn = button("Choose f&older…", "Choose the folder for the reports")
+        self.write_btn = button("&Write the reports", "Write the readiness, progress and final reports")
+        self.open_btn = button("O&pen folder", "Open the reports folder")
         self.files = QListWidget()
         self.files.setAccessibleName("Reports written")
         self.checklist = QPlainTextEdit()
         self.checklist.setReadOnly(True)
         self.checklist.setAccessibleName("Checklist after the move")
-        checklist_label = _label("C&hecklist after the move:", self.checklist)
-        self.plan_btn = _button("Plan the &teardown", "Work out what the clean-up would remove")
-        self.teardown_btn = _button("Re&move what xtwizard set up…", "Apply the clean-up plan")
+        checklist_label = label("C&hecklist after the move:", self.checklist)
+        self.plan_btn = button("Plan the &teardown", "Work out what the clean-up would remove")
+        self.teardown_btn = button("Re&move what xtwizard set up…", "Apply the clean-up plan")
         self.plan_view = QPlainTextEdit()
         self.plan_view.setReadOnly(True)
         self.plan_view.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
@@ -1307,7 +1293,7 @@ class FinishPage(BasePage):
         self.purge.setAccessibleName("Also purge the key vault xtwizard created")
         self.purge.setAccessibleDescription("Frees its name now instead of in 90 days. Cannot be undone: a purged "
                                             "vault can never be recovered.")
-        purge_note = _label("(frees its name now instead of in 90 days; cannot be undone)")
+        purge_note = label("(frees its name now instead of in 90 days; cannot be undone)")
         purge_note.setIndent(self.purge.style().pixelMetric(QStyle.PixelMetric.PM_IndicatorWidth) + 6)
         self.purge_box = QWidget()
         pb = QVBoxLayout(self.purge_box)

@@ -34,16 +34,11 @@ from PySide6.QtWidgets import (
 from ..context import AppContext
 from ..lazy import explain
 from ..runner import Operation
+from ..widgets import label
 from .base import BasePage
 
 if TYPE_CHECKING:
     from ...migration.setup import Check, Plan, SetupEngine, SetupOptions
-
-
-def _label(text: str) -> QLabel:
-    lbl = QLabel(text)
-    lbl.setWordWrap(True)
-    return lbl
 
 
 class CredentialPage(BasePage):
@@ -56,12 +51,12 @@ class CredentialPage(BasePage):
                          "mailboxes; choose how it proves who it is.")
         self.secret = QRadioButton("Client &secret (recommended)")
         self.secret.setAccessibleName("Use a client secret")
-        self.secret_text = _label("Microsoft's current method; needs no Azure subscription. xtwizard creates a secret "
+        self.secret_text = label("Microsoft's current method; needs no Azure subscription. xtwizard creates a secret "
                                   "that expires after the migration window and hands it straight to Exchange. It is "
                                   "never saved on this computer.")
         self.vault = QRadioButton("&Key Vault certificate")
         self.vault.setAccessibleName("Use a certificate in Azure Key Vault")
-        self.vault_text = _label("The original design: a certificate whose private key never leaves a Key Vault in "
+        self.vault_text = label("The original design: a certificate whose private key never leaves a Key Vault in "
                                  "your Azure subscription; Exchange reads it from there.")
         group = QButtonGroup(self)
         group.addButton(self.secret)
@@ -152,7 +147,7 @@ class ScopingGroupPage(BasePage):
         self.create_new.setAccessibleName("Create a new group")
         self.new_name = QLineEdit("Cross-tenant migration")
         self.new_name.setAccessibleName("Name of the new group")
-        self.members_now = _label("")
+        self.members_now = label("")
         self.members_now.setAccessibleName("Current members of the chosen group")
         self.add = QPlainTextEdit()
         self.add.setPlaceholderText("One address per line: the people to add to the group")

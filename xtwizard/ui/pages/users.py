@@ -23,10 +23,8 @@ from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
     QHBoxLayout,
-    QLabel,
     QLineEdit,
     QPlainTextEdit,
-    QPushButton,
     QSplitter,
     QStyle,
     QTextBrowser,
@@ -37,7 +35,7 @@ from PySide6.QtWidgets import (
 from ..context import AppContext
 from ..lazy import explain
 from ..runner import Operation
-from ..widgets import Column, RecordTableModel, record_table
+from ..widgets import Column, RecordTableModel, button, label, record_table
 from .base import BasePage
 
 if TYPE_CHECKING:
@@ -67,27 +65,6 @@ def users_engine(ctx: AppContext) -> UserEngine:
     if not isinstance(held, UserEngine) or held.ctx is not ws:
         held = ctx.extra["users_engine"] = UserEngine(ws)
     return held
-
-
-def _label(text: str, buddy: QWidget | None = None) -> QLabel:
-    lbl = QLabel(text)
-    lbl.setWordWrap(True)
-    if buddy is not None:
-        lbl.setBuddy(buddy)
-    return lbl
-
-
-def _buddy(text: str, buddy: QWidget) -> QLabel:
-    """A one-line label whose mnemonic focuses `buddy`."""
-    lbl = QLabel(text)
-    lbl.setBuddy(buddy)
-    return lbl
-
-
-def _button(text: str, name: str) -> QPushButton:
-    b = QPushButton(text)
-    b.setAccessibleName(name)
-    return b
 
 
 def _plural(n: int, word: str, plural: str | None = None) -> str:
@@ -126,7 +103,7 @@ class _TablePage(BasePage):
         self.filter.setAccessibleName("Filter the table")
         self.only = QCheckBox(only_text)
         self.only.setAccessibleName(only_text.replace("&", ""))
-        self.counts = _label("")
+        self.counts = label("")
         self.counts.setAccessibleName("Counts")
         self.filter.textChanged.connect(self.proxy.set_text)
         self.only.toggled.connect(lambda on: self.proxy.set_predicate(only if on else None))
@@ -145,7 +122,7 @@ class _TablePage(BasePage):
 
     def filter_row(self) -> QHBoxLayout:
         row = QHBoxLayout()
-        row.addWidget(_buddy("Fil&ter:", self.filter))
+        row.addWidget(label("Fil&ter:", self.filter, wrap=False))
         row.addWidget(self.filter, 1)
         row.addWidget(self.only)
         return row
@@ -249,19 +226,19 @@ class MappingPage(_TablePage):
                          "Only rows with &problems", lambda r: r.status in ("warning", "error"))
         self.domain = QComboBox()
         self.domain.setAccessibleName("Target domain for the new addresses")
-        self.auto_btn = _button("&Auto-map", "Fill in every target address from the alias and the target domain")
+        self.auto_btn = button("&Auto-map", "Fill in every target address from the alias and the target domain")
         self.outside = QCheckBox("Also map mailboxes &outside the scoping group")
         self.outside.setAccessibleName("Also map mailboxes outside the scoping group")
-        self.import_btn = _button("&Import CSV…", "Import the mapping from a CSV file")
-        self.export_btn = _button("E&xport CSV…", "Export the mapping to a CSV file")
-        self.detail = _label("")
+        self.import_btn = button("&Import CSV…", "Import the mapping from a CSV file")
+        self.export_btn = button("E&xport CSV…", "Export the mapping to a CSV file")
+        self.detail = label("")
         self.detail.setAccessibleName("The selected row")
         self.notes = QPlainTextEdit()
         self.notes.setReadOnly(True)
         self.notes.setAccessibleName("Notes on the imported CSV: lines that could not be used")
         self.notes.setMaximumHeight(self.fontMetrics().height() * 5 + 12)
         top = QHBoxLayout()
-        top.addWidget(_buddy("Target do&main:", self.domain))
+        top.addWidget(label("Target do&main:", self.domain, wrap=False))
         top.addWidget(self.domain, 1)
         top.addWidget(self.auto_btn)
         top.addWidget(self.import_btn)
@@ -549,14 +526,14 @@ class PreparePage(_TablePage):
                          "will create or change; nothing has changed yet. Select a user to see every attribute "
                          "before → after.", columns, "Target MailUsers to prepare", [140, 250, 250],
                          "&Only users with changes", lambda c: c.kind != "keep")
-        self.summary = _label("")
+        self.summary = label("")
         self.summary.setAccessibleName("Summary of the plan")
         self.detail = QPlainTextEdit()
         self.detail.setReadOnly(True)
         self.detail.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
         self.detail.setAccessibleName("Attributes of the selected user, before and after")
-        self.apply_btn = _button("&Apply these changes", "Create and update the target MailUsers as planned")
-        self.result = _label("")
+        self.apply_btn = button("&Apply these changes", "Create and update the target MailUsers as planned")
+        self.result = label("")
         self.result.setAccessibleName("Result of the last apply")
         split = QSplitter(Qt.Orientation.Vertical)
         split.setChildrenCollapsible(False)
@@ -690,9 +667,9 @@ def _change_detail(c: UserChange) -> str:
             out += [f"  {k}: {lines[0]}", *(f"      {v}" for v in lines[1:])]
             continue
         out.append(f"~ {k}:")
-        for label, value in (("before", b), ("after ", a)) if c.kind == "update" else (("", a),):
+        for side, value in (("before", b), ("after ", a)) if c.kind == "update" else (("", a),):
             lines = shown(value)
-            head = f"    {label + ': ' if label else ''}"
+            head = f"    {side + ': ' if side else ''}"
             out += [head + lines[0], *(" " * len(head) + v for v in lines[1:])]
     return "\n".join(out)
 
@@ -740,11 +717,11 @@ class ReadinessPage(_TablePage):
         self.detail = QTextBrowser()
         self.detail.setAccessibleName("Findings for the selected user")
         self.detail.setOpenLinks(False)
-        self.fix_btn = _button("Fix &safely…", "Plan the safe one-click fixes")
-        self.recheck_btn = _button("Check &again", "Check every user again")
-        self.dry_btn = _button("Dry r&un for this user", "Ask the move service whether it would accept the selected "
+        self.fix_btn = button("Fix &safely…", "Plan the safe one-click fixes")
+        self.recheck_btn = button("Check &again", "Check every user again")
+        self.dry_btn = button("Dry r&un for this user", "Ask the move service whether it would accept the selected "
                                "user (Test-MigrationServerAvailability)")
-        self.dry_result = _label("")
+        self.dry_result = label("")
         self.dry_result.setAccessibleName("Result of the dry run")
         # the safe fixes, shown as a plan before anything changes
         self.fix_box = QWidget()
@@ -754,9 +731,9 @@ class ReadinessPage(_TablePage):
         self.fix_plan.setReadOnly(True)
         self.fix_plan.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
         self.fix_plan.setAccessibleName("The planned fixes")
-        self.apply_fixes_btn = _button("Appl&y these fixes", "Apply the planned fixes")
-        self.discard_btn = _button("&Keep things as they are", "Close the plan without changing anything")
-        fix_lay.addWidget(_label("<b>These fixes will be made</b> (nothing has changed yet):", self.fix_plan))
+        self.apply_fixes_btn = button("Appl&y these fixes", "Apply the planned fixes")
+        self.discard_btn = button("&Keep things as they are", "Close the plan without changing anything")
+        fix_lay.addWidget(label("<b>These fixes will be made</b> (nothing has changed yet):", self.fix_plan))
         fix_lay.addWidget(self.fix_plan, 1)
         buttons = QHBoxLayout()
         buttons.addWidget(self.apply_fixes_btn)
@@ -934,9 +911,9 @@ def readiness_html(r: UserReadiness) -> str:
     head = f"<p><b>{escape(r.source)}</b> → <b>{escape(r.target)}</b>: {escape(_ready_text(r))}</p>"
     parts = [head]
     for f in sorted(r.problems, key=lambda f: f.severity != "error"):
-        label = "Blocks the move" if f.severity == "error" else "Warning"
+        kind = "Blocks the move" if f.severity == "error" else "Warning"
         fix = " <i>(Fix safely can do this.)</i>" if f.fix_id else ""
-        parts.append(f"<p><b>{label}: {escape(f.what)}</b><br>{escape(f.why)}<br>"
+        parts.append(f"<p><b>{kind}: {escape(f.what)}</b><br>{escape(f.why)}<br>"
                      f"<i>What to do:</i> {escape(f.fix)}{fix}</p>")
     passed = [f.title for f in r.findings if f.ok]
     if passed:
