@@ -1,12 +1,13 @@
 """The setup engine: inspect both tenants, plan the difference, apply it change by change, verify.
 
-How it stays idempotent and crash-safe: `apply` is a converge loop.  Each round re-inspects both tenants,
-plans, and executes the *first* pending change (journaled before and after); it ends when the plan is empty.
-A rerun therefore finds everything in place and plans nothing; a run killed anywhere resumes by inspecting
-again.  Objects are found by what the journal recorded (ids), then by their deterministic names, so an
-intent left open by a crash is matched to the object it may have created (adopted) instead of duplicated.
-When the journal says an object exists but a read does not show it yet, that is directory replication: the
-read is retried with backoff (`sleep` is injectable; tests advance the sandbox clock instead of waiting).
+How it stays idempotent and crash-safe: `apply` is a converge loop.  It starts from an inspection of both
+tenants, plans, executes the *first* pending change (journaled before and after), re-reads what that change
+touched (and what depends on it: `TOUCHES`, `_read`), plans again, and ends when the plan is empty.  A rerun
+therefore finds everything in place and plans nothing; a run killed anywhere resumes by inspecting again.
+Objects are found by what the journal recorded (ids), then by their deterministic names, so an intent left
+open by a crash is matched to the object it may have created (adopted) instead of duplicated.  When the
+journal says an object exists but a read does not show it yet, that is directory replication: the read is
+retried with backoff (`sleep` is injectable; tests advance the sandbox clock instead of waiting).
 """
 
 from __future__ import annotations
@@ -137,7 +138,7 @@ class SetupOptions:
     test_mailuser: str | None = None                 # a target MailUser for Test-MigrationServerAvailability
     replication_wait_seconds: float = 600.0         # for objects the journal says were made
     unfinished_wait_seconds: float = 60.0            # for objects a crash may or may not have made
-    fresh_seconds: float = 60.0                      # apply starts from an inspection this recent (see apply)
+    fresh_seconds: float = 60.0                      # apply starts from a plan() this recent (see apply)
     # Key Vault certificate mode
     subscription: str | None = None                  # id or display name; default: the first one
     resource_group: str = "xtwizard-migration"
@@ -252,7 +253,7 @@ class SetupEngine:
         self.now = clock
         self._secrets: dict[str, str] = {}  # keyId -> secret text; never written anywhere
         self.facts: Facts | None = None
-        self._inspected: tuple[datetime.datetime, int] | None = None  # when self.facts were read, journal mark
+        self._planned: tuple[datetime.datetime, int] | None = None  # when plan() read self.facts, journal mark
         if self.options.credential not in ("secret", "keyvault"):
             raise problem("Unknown credential mode.", f"'{self.options.credential}' is neither 'secret' nor "
                           "'keyvault'.", "Choose a client secret or a Key Vault certificate.")
@@ -324,7 +325,7 @@ class SetupEngine:
             raise SetupProblem(explain_setup(exc)) from None
 
     async def _inspect(self) -> Facts:
-        self._inspected = None
+        self._planned = None
         t, s = self._ident("target"), self._ident("source")
         if t.tenant_id.lower() == s.tenant_id.lower():
             raise problem("The source and the target are the same tenant.",
@@ -334,18 +335,18 @@ class SetupEngine:
                   target_domain=t.initial_domain, source_name=s.display_name, target_name=t.display_name)
         await self._read(f, self._everything())
         self.facts = f
-        self._inspected = (self.now(), self.journal.mark())
         return f
 
     def _everything(self) -> tuple[str, ...]:
         return INSPECTION + (("vault",) if self.options.credential == "keyvault" else ())
 
-    def _recent_facts(self) -> Facts | None:
-        """The last inspection (the plan just shown), when it is at most `fresh_seconds` old and nothing was
-        journaled since, by this engine or anyone else; otherwise None."""
-        if self.facts is None or self._inspected is None:
+    def _planned_facts(self) -> Facts | None:
+        """The inspection of the last `plan()`, once: when it is at most `fresh_seconds` old and nothing was
+        journaled since (by this engine or anyone else); otherwise None."""
+        planned, self._planned = self._planned, None
+        if self.facts is None or planned is None:
             return None
-        at, mark = self._inspected
+        at, mark = planned
         if mark != self.journal.mark() or self.now() - at > datetime.timedelta(seconds=self.options.fresh_seconds):
             return None
         return self.facts
@@ -357,7 +358,6 @@ class SetupEngine:
         except ServiceError as exc:
             raise SetupProblem(explain_setup(exc)) from None
         self.facts = f
-        self._inspected = None  # facts partly re-read: not a whole inspection
 
     async def _read(self, f: Facts, parts: Sequence[str]) -> None:
         """Read `parts` (see INSPECTION) of both tenants into `f`: every read that needs no other answer goes out
@@ -953,7 +953,12 @@ class SetupEngine:
 
     # --- plan -----------------------------------------------------------------------------------------------
     async def plan(self) -> Plan:
-        return self._plan(await self.inspect())
+        """Inspect both tenants and plan.  The next `apply()` starts from this inspection if it comes soon
+        enough (`_planned_facts`)."""
+        before = (self.now(), self.journal.mark())  # taken first: a record written while reading counts
+        plan = self._plan(await self.inspect())
+        self._planned = before
+        return plan
 
     def _orphan_secrets(self, f: Facts) -> list[str]:
         """Secrets an interrupted run added (found on resume) that are still on the app."""
@@ -1195,11 +1200,13 @@ class SetupEngine:
         """Converge: execute the first pending change, re-read what it touched (TOUCHES), plan again, repeat
         until nothing is pending.
 
-        It starts from an inspection: the plan just made (`plan()` at most `fresh_seconds` ago, nothing
-        journaled since: what the admin was shown is what gets done), else a new one.  Intents a crash left
-        open are closed from it first.  Cancel is honoured between changes (never in the middle of one)."""
+        It starts from an inspection: the one of the plan just shown (the last `plan()`, at most
+        `fresh_seconds` ago, nothing journaled since, not used by an earlier apply: what the admin was shown
+        is what gets done), else a new one; a retry after a problem therefore reads both tenants again.
+        Intents a crash left open are closed from it first.  Cancel is honoured between changes (never in the
+        middle of one)."""
         result = ApplyResult()
-        f = self._recent_facts() or await self.inspect()
+        f = self._planned_facts() or await self.inspect()
         self._close_unfinished(f)
         total = 0
         repeated: dict[str, int] = {}
