@@ -60,12 +60,13 @@ NOTES = {
     "B1": "the gap is import time before the first paint (the wizard's own modules and PySide6's extra widgets; "
           "see \"Size and start time\" above); on this shared 2-core machine single runs vary by ±30 %. "
           "Closing it: defer more of what is imported before the first paint (open work).",
-    "B2": "the setup converges one change at a time and re-reads both tenants (14 reads) before each change, so "
-          "it sends 180 requests for a critical path of 21. The reads of one inspection now go out together "
-          "(11.4 s → 4.7 s; one at a time: 11.9 s), and about 8 ms per request is the client's and the "
-          "in-process sandbox's CPU on shared cores. Closing it: after a change, re-read only what that change "
-          "touched (crash safety comes from the journal and the first inspection), and read the app's "
-          "principals and grants by the ids the journal recorded instead of after finding the app.",
+    "B2": "the setup sends 49 requests in 22 rounds for a critical path of 21 (each change is followed by one "
+          "round re-reading only what it touched); the one round not on the critical path is the verification's "
+          "(15 reads at the depth of the last change's re-read). The rest of the wall time is CPU on the two "
+          "shared cores: the client's and the in-process sandbox's work per request, the TLS handshakes of the "
+          "first rounds and the journal's two fsyncs per change; the ratio is 1.3-1.4 on a quiet machine and up "
+          "to about 1.7 while other test runs share the cores. Closing it: measure with the sandbox in its own "
+          "process, as B3 and B4 suggest.",
     "B3": "nothing was lost or duplicated and no request was throttled: the app keeps 4 requests in flight per "
           "tenant (its HTTP policy's gate, equal to the limit here), but each took about 110 ms instead of 50. "
           "Part is the in-process sandbox, whose time per request grows with the tenant (median 53 ms at 1,000 "
