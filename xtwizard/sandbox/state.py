@@ -52,6 +52,7 @@ class Tenant:
         self.domains: list[JSON] = []  # Graph verifiedDomain shape
         self.collections: dict[str, dict[str, JSON]] = {}
         self.exchange_seed: JSON = {}  # the scenario's Exchange section, for the Exchange backend
+        self._user_index: tuple[tuple[int, int, str | None], dict[str, str]] | None = None
 
     def col(self, name: str) -> dict[str, JSON]:
         return self.collections.setdefault(name, {})
@@ -63,15 +64,61 @@ class Tenant:
         return domain.lower() in (d.lower() for d in self.domain_names())
 
     def user(self, ref: str) -> JSON | None:
-        """A user by object id or UPN (case-insensitive), as Graph resolves `/users/{id|upn}`."""
+        """A user by object id or UPN (case-insensitive), as Graph resolves `/users/{id|upn}`: the first user, in
+        the order they were added, whose UPN or id matches.
+
+        Found through an index of lower-cased UPNs and ids (scanning every user made each Exchange write cost
+        more as the tenant grew).  The index is rebuilt when users are added or removed (the collection's size
+        or last key moves) and when an entry no longer matches; code that changes a UPN in place calls
+        `users_changed()`."""
         users = self.col("users")
-        if ref in users:
-            return users[ref]
+        found = users.get(ref)
+        if found is not None:
+            return found
         low = ref.lower()
-        for u in users.values():
-            if u.get("userPrincipalName", "").lower() == low or u["id"].lower() == low:
-                return u
-        return None
+        uid = self._users_by_name().get(low)
+        if uid is None:
+            return None
+        u = users.get(uid)
+        if u is not None and low in (str(u.get("userPrincipalName", "")).lower(), str(u["id"]).lower()):
+            return u
+        self.users_changed()  # a stale entry: look again in a fresh index
+        uid = self._users_by_name().get(low)
+        return users.get(uid) if uid is not None else None
+
+    def users_changed(self) -> None:
+        """Call after changing a user's UPN in place (users added or removed are noticed without it)."""
+        self._user_index = None
+
+    def _users_by_name(self) -> dict[str, str]:
+        """The index, brought up to date: users added since are appended (thousands of creations stay linear);
+        a removal rebuilds it."""
+        users = self.col("users")
+        signature = (id(users), len(users), next(reversed(users), None))
+        cached = self._user_index
+        if cached is not None and cached[0] == signature:
+            return cached[1]
+        added = self._users_added_since(cached[0]) if cached is not None else None
+        idx = cached[1] if cached is not None and added is not None else {}
+        for uid in list(users) if added is None else added:
+            u = users[uid]
+            idx.setdefault(str(u.get("userPrincipalName", "")).lower(), uid)
+            idx.setdefault(str(u["id"]).lower(), uid)
+        self._user_index = (signature, idx)
+        return idx
+
+    def _users_added_since(self, signature: tuple[int, int, str | None]) -> list[str] | None:
+        """Keys added after the indexed ones, oldest first; None when a user was removed since."""
+        users = self.col("users")
+        dict_id, size, last = signature
+        if dict_id != id(users) or last is None or last not in users:
+            return None
+        added: list[str] = []
+        for uid in reversed(users):  # newest first, back to the last one indexed
+            if uid == last:
+                break
+            added.append(uid)
+        return added[::-1] if size + len(added) == len(users) else None
 
     def to_json(self) -> JSON:
         return {"id": self.id, "key": self.key, "displayName": self.display_name,

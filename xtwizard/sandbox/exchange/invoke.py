@@ -192,6 +192,7 @@ class InvokeCommand:
         moves.advance_all(st, self.backend.sb.faults)
         ctx = Ctx(st, tenant, upn, params, self.backend.sb.faults, object_type=cmd.object_type)
         out = cmd.handler(ctx)
+        store.settled(st)
         items: list[Any] = out.items if isinstance(out, Lazy) else out
         size = self._page_size(req)
         page_items = items[start:start + size] if cmd.name.startswith("Get-") else items

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import weakref
+from collections.abc import Iterable
 
 from ..catalog import CROSS_TENANT_MIGRATION_SKU_ID, stable_id
 from ..state import JSON, SandboxState, Tenant
@@ -277,6 +278,7 @@ def _keys(g: str, r: JSON) -> set[str]:
 def reindex(t: Tenant, guid: str, before: JSON | None) -> None:
     """One recipient created (`before` None) or changed: update the identity index in place instead of
     `changed(t)`, whose full rebuild on the next lookup makes a run of thousands of writes quadratic."""
+    _dirty.setdefault(t, set()).add(guid)  # for reconcile_licenses
     cached = _index_cache.get(t)
     if cached is None or cached[0] != _versions.get(t, 0):
         changed(t)  # no current index: the next lookup builds one
@@ -364,36 +366,62 @@ def has_exchange_plan(t: Tenant, user: JSON) -> bool:
 
 
 _reconciled: weakref.WeakKeyDictionary[SandboxState, int] = weakref.WeakKeyDictionary()
+_settled: weakref.WeakKeyDictionary[SandboxState, int] = weakref.WeakKeyDictionary()
+_walked: weakref.WeakKeyDictionary[Tenant, int] = weakref.WeakKeyDictionary()  # identity-index version walked
+_dirty: weakref.WeakKeyDictionary[Tenant, set[str]] = weakref.WeakKeyDictionary()  # written one by one since
+
+
+def settled(state: SandboxState) -> None:
+    """Call after an Exchange cmdlet has run: every change so far was made by Exchange, whose recipient writes
+    are tracked (`reindex`, `changed`).  Any other write (Graph's licences, a test writing the state) moves
+    `state.changes` past this mark."""
+    _settled[state] = state.changes
 
 
 def reconcile_licenses(state: SandboxState) -> None:
     """What Exchange does when Entra licences change (reference §2.6, landscape §B.1 #8): an Exchange licence on
     a MailUser without an ExchangeGuid provisions a new, empty mailbox (which later collides with the move: 'already
-    has a primary mailbox'); on a MailUser with an ExchangeGuid it scrubs SMTP proxies of non-accepted domains."""
+    has a primary mailbox'); on a MailUser with an ExchangeGuid it scrubs SMTP proxies of non-accepted domains.
+
+    Every recipient is looked at after a write from outside Exchange (`settled`) or a wholesale change of the
+    tenant's recipients (`changed`); after Exchange's own writes of single recipients (`reindex`), only those.
+    Walking every recipient after every write made each request cost more as the tenant grew."""
     if _reconciled.get(state) == state.changes:
         return  # nothing was written since the last look (state.changes moves on every write)
+    outside = _settled.get(state) != state.changes
     for t in state.tenants.values():
-        users = t.col("users")
-        touched = False
-        for r in recipients(t).values():
-            if r.get("RecipientTypeDetails") != "MailUser" or r.get("_migratedTo"):
-                continue
-            user = users.get(r.get("ExternalDirectoryObjectId") or "")
-            if user is None or not has_exchange_plan(t, user):
-                continue
-            if r.get("ExchangeGuid") in (None, ZERO_GUID):
-                r.update({"RecipientTypeDetails": "UserMailbox", "RecipientType": "UserMailbox",
-                          "ExchangeGuid": stable_id(t.id, "provisioned", r["Guid"]), "ExternalEmailAddress": None,
-                          "_sizes": {"primary": 0, "items": 0, "archive": 0, "archiveItems": 0, "deleted": 0,
-                                     "substrateHolds": 0}})
-                touched = True
-            else:
-                kept = [a for a in r.get("EmailAddresses", []) if not a.lower().startswith("smtp:")
-                        or t.owns_domain(a.rsplit("@", 1)[-1])]
-                if kept != r.get("EmailAddresses"):
-                    r["EmailAddresses"] = kept
-                    touched = True
-        if touched:
+        dirty = _dirty.pop(t, set())
+        rs = recipients(t)
+        everyone = outside or _walked.get(t) != _versions.get(t, 0)
+        if _reconcile(t, rs.values() if everyone else [rs[g] for g in dirty if g in rs]):
             changed(t)
             state.touch()
+        _walked[t] = _versions.get(t, 0)
+    if not outside:
+        settled(state)  # its own writes are tracked (`changed`)
     _reconciled[state] = state.changes
+
+
+def _reconcile(t: Tenant, rs: Iterable[JSON]) -> bool:
+    """Apply the licence rules to these recipients; whether any changed."""
+    users = t.col("users")
+    touched = False
+    for r in rs:
+        if r.get("RecipientTypeDetails") != "MailUser" or r.get("_migratedTo"):
+            continue
+        user = users.get(r.get("ExternalDirectoryObjectId") or "")
+        if user is None or not has_exchange_plan(t, user):
+            continue
+        if r.get("ExchangeGuid") in (None, ZERO_GUID):
+            r.update({"RecipientTypeDetails": "UserMailbox", "RecipientType": "UserMailbox",
+                      "ExchangeGuid": stable_id(t.id, "provisioned", r["Guid"]), "ExternalEmailAddress": None,
+                      "_sizes": {"primary": 0, "items": 0, "archive": 0, "archiveItems": 0, "deleted": 0,
+                                 "substrateHolds": 0}})
+            touched = True
+        else:
+            kept = [a for a in r.get("EmailAddresses", []) if not a.lower().startswith("smtp:")
+                    or t.owns_domain(a.rsplit("@", 1)[-1])]
+            if kept != r.get("EmailAddresses"):
+                r["EmailAddresses"] = kept
+                touched = True
+    return touched
