@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import ca_context
 from xtwizard.sandbox import Sandbox
+from xtwizard.sandbox.state import Tenant
 
 
 def test_cli_prints_one_json_line_within_three_seconds(tmp_path):
@@ -158,3 +159,26 @@ def test_reset_returns_to_the_scenario_while_serving(sandbox, http):
     assert http.get(ctl + "/faults").json()["value"] == []
     assert http.get(ctl + "/clock").json()["now"] < before + 3600  # the day's jump is gone
     assert http.get(sandbox.info["graph_url"] + "/organization").status_code == 401  # served, not throttled
+
+
+def test_users_are_found_by_upn_or_id_as_they_come_and_go():
+    t = Tenant("tid", "T", "t.onmicrosoft.com")
+    users = t.col("users")
+
+    def add(uid, upn):
+        users[uid] = {"id": uid, "userPrincipalName": upn}
+
+    for i in range(3):
+        add(f"id{i}", f"User{i}@t.example")
+    assert t.user("user1@T.EXAMPLE")["id"] == "id1" and t.user("ID2")["id"] == "id2" and t.user("x@t.example") is None
+    add("id3", "new@t.example")  # added after the index was built
+    assert t.user("NEW@t.example")["id"] == "id3"
+    add("dup", "new@t.example")  # two users with one UPN: the first one added, as a scan finds it
+    assert t.user("new@t.example")["id"] == "id3"
+    del users["id1"]
+    assert t.user("user1@t.example") is None and t.user("user2@t.example")["id"] == "id2"
+    add("id1", "back@t.example")  # removed, then added again with another UPN
+    assert t.user("back@t.example")["id"] == "id1" and t.user("user1@t.example") is None
+    users["id0"]["userPrincipalName"] = "renamed@t.example"
+    t.users_changed()
+    assert t.user("renamed@t.example")["id"] == "id0" and t.user("user0@t.example") is None

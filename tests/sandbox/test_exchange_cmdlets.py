@@ -337,6 +337,19 @@ def test_licensing_a_mail_user_too_early_provisions_a_colliding_mailbox(sandbox,
     assert mia["RecipientTypeDetails"] == "MailUser"
     assert "smtp:mia.nowak@northwind.example" not in mia["EmailAddresses"]
     assert mia["ExchangeGuid"] == src.one("Get-Mailbox", Identity="mia.nowak@northwind.example")["ExchangeGuid"]
+    # Exchange's own later write to the licensed MailUser is looked at too (only that recipient is walked again)
+    tgt.ok("Set-MailUser", Identity="mia.nowak@fabrikam.example",
+           EmailAddresses={"add": ["smtp:mia.alias@northwind.example", "smtp:mia.alias@fabrikam.example"]})
+    mia = tgt.one("Get-Recipient", Identity="mia.nowak@fabrikam.example")
+    assert "smtp:mia.alias@northwind.example" not in mia["EmailAddresses"]
+    assert "smtp:mia.alias@fabrikam.example" in mia["EmailAddresses"]
+    # and a MailUser made by New-MailUser, then licensed through the directory, becomes a mailbox
+    tgt.ok("New-MailUser", Name="Late Licence", ExternalEmailAddress="late@northwind.example",
+           MicrosoftOnlineServicesID="late@fabrikam.example", PrimarySmtpAddress="late@fabrikam.example")
+    assert tgt.one("Get-Recipient", Identity="late@fabrikam.example")["RecipientTypeDetails"] == "MailUser"
+    target.user("LATE@fabrikam.example")["assignedLicenses"].append({"skuId": spb, "disabledPlans": []})
+    sandbox.state.touch()
+    assert tgt.one("Get-Recipient", Identity="late@fabrikam.example")["RecipientTypeDetails"] == "UserMailbox"
 
 
 def test_hydration_can_take_a_while_to_apply(sandbox, http):
