@@ -1,6 +1,6 @@
 """Preparation at scale: source mailboxes with no target MailUsers yet, under Exchange's per-tenant concurrency
-throttle.  CI runs 1,000 (about 35 s); XTWIZARD_USERS_SCALE=5000 runs the issue's 5,000 (about 5 minutes here,
-bound by the in-process sandbox — see docs/users.md).  Every MailUser is made exactly once and fully stamped (zero lost, zero duplicated); the wall time and
+throttle.  CI runs 1,000 (about 15 s); XTWIZARD_USERS_SCALE=5000 runs the issue's 5,000 (about 90 s here; see
+docs/users.md).  Every MailUser is made exactly once and fully stamped (zero lost, zero duplicated); the wall time and
 requests per second against the throttle limit are printed (and recorded in docs/users.md)."""
 
 from __future__ import annotations
