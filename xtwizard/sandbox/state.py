@@ -68,8 +68,8 @@ class Tenant:
         the order they were added, whose UPN or id matches.
 
         Found through an index of lower-cased UPNs and ids (scanning every user made each Exchange write cost
-        more as the tenant grew).  The index is rebuilt when users are added or removed (the collection's size
-        or last key moves) and when an entry no longer matches; code that changes a UPN in place calls
+        more as the tenant grew).  Users added since are appended to it; a removal (the collection's size or last
+        key tells) or an entry that no longer matches rebuilds it; code that changes a UPN in place calls
         `users_changed()`."""
         users = self.col("users")
         found = users.get(ref)
