@@ -65,23 +65,26 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     wanted = [n.strip().upper() for n in args.only.split(",") if n.strip()]
-    previous: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    results: dict[str, Any] = dict(previous.get("results", {}))
+    measured: dict[str, Any] = {}
     for name, fn in runners(args).items():
         if name not in wanted:
             continue
         sys.stderr.write(f"== {name}\n")
         try:
-            results[name] = {"status": "measured", **fn()}
+            measured[name] = {"status": "measured", **fn()}
         except NotMeasurable as exc:
-            results[name] = {"status": "not measurable yet", "why": str(exc)}
+            measured[name] = {"status": "not measurable yet", "why": str(exc)}
         except Exception as exc:  # noqa: BLE001 - one benchmark failing must not hide the others
             traceback.print_exc()
-            results[name] = {"status": "failed", "why": f"{exc.__class__.__name__}: {exc}"}
-        results[name]["measured_at"] = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-        sys.stderr.write(json.dumps(results[name]) + "\n")
+            measured[name] = {"status": "failed", "why": f"{exc.__class__.__name__}: {exc}"}
+        measured[name]["measured_at"] = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        sys.stderr.write(json.dumps(measured[name]) + "\n")
     full = args.users_b3 == 5000 and args.users_b4 == 10000
-    doc = {"machine": machine.describe(), "results": results}
+    # Read the file again only now and replace just what this run measured: a run of other benchmarks that
+    # finished meanwhile keeps its results.
+    previous: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results: dict[str, Any] = {**previous.get("results", {}), **measured}
+    doc = {"machine": machine.describe(), "results": dict(sorted(results.items()))}
     RESULTS.write_text(json.dumps(doc, indent=1) + "\n")
     table = render(doc)
     sys.stdout.write(table + "\n")
