@@ -355,7 +355,7 @@ def test_prepared_rows_keep_the_selection_and_the_order_whatever_happened_meanwh
     then swapped in — also after the admin sorted, or rows came or went, in between."""
     from dataclasses import dataclass
 
-    from xtwizard.ui.widgets import Column, RecordTableModel, prepare_rows, record_table
+    from xtwizard.ui.tables import Column, RecordTableModel, prepare_rows, record_table
 
     @dataclass(frozen=True)
     class Row:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import asyncio
     import concurrent.futures
 
-from PySide6.QtCore import QObject, Qt, Signal, Slot
+from PySide6.QtCore import QObject, Signal, Slot
 
 log = logging.getLogger("xtwizard.runner")
 
@@ -56,16 +56,20 @@ class AsyncRunner(QObject):
         self._ids = itertools.count(1)
         self._callbacks: dict[int, tuple[Done | None, Failed | None]] = {}
         self._current: dict[str, Operation] = {}
-        # Always queued: a coroutine that finishes before submit() returns would otherwise have its done-callback
-        # run on the GUI thread and deliver the answer inside submit(), before the caller holds the Operation.
-        self._deliver.connect(self._on_deliver, Qt.ConnectionType.QueuedConnection)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
-        """The loop, started on first use."""
+        """The loop, started on first use (with the connection that brings answers back)."""
         if self._loop is None:
+            # Imported here, not at the top: asyncio (~70 ms) and `Qt`'s enums (~25 ms) would delay the first paint.
             import asyncio
 
+            from PySide6.QtCore import Qt
+
+            # Always queued: a coroutine that finishes before submit() returns would otherwise have its
+            # done-callback run on the GUI thread and deliver the answer inside submit(), before the caller holds
+            # the Operation.
+            self._deliver.connect(self._on_deliver, Qt.ConnectionType.QueuedConnection)
             self._loop = asyncio.new_event_loop()
             self._thread = threading.Thread(target=self._loop.run_forever, name="xtwizard-async", daemon=True)
             self._thread.start()

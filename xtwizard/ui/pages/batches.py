@@ -51,18 +51,8 @@ from PySide6.QtWidgets import (
 from ..context import AppContext
 from ..lazy import explain
 from ..runner import Operation
-from ..widgets import (
-    Column,
-    PreparedRows,
-    RecordFilter,
-    RecordTableModel,
-    Sort,
-    button,
-    format_eta,
-    label,
-    prepare_rows,
-    record_table,
-)
+from ..tables import Column, PreparedRows, RecordFilter, RecordTableModel, Sort, prepare_rows, record_table
+from ..widgets import button, format_eta, label
 from .base import BasePage
 
 if TYPE_CHECKING:

@@ -35,7 +35,8 @@ from PySide6.QtWidgets import (
 from ..context import AppContext
 from ..lazy import explain
 from ..runner import Operation
-from ..widgets import Column, RecordTableModel, button, label, record_table
+from ..tables import Column, RecordTableModel, record_table
+from ..widgets import button, label
 from .base import BasePage
 
 if TYPE_CHECKING:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 
-from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QButtonGroup, QLabel, QLineEdit, QListWidget, QListWidgetItem, QRadioButton
 
 from ...migration.project import ProjectError
@@ -27,6 +26,7 @@ class WelcomePage(BasePage):
         self.resume = QRadioButton("Res&ume a project")
         self.resume.setAccessibleName("Resume a project")
         self.list = QListWidget()
+        self._ids: list[str] = []  # the project of each row (not item data: `Qt`'s enums slow the first paint)
         self.list.setAccessibleName("Saved projects")
         group = QButtonGroup(self)
         group.addButton(self.new)
@@ -44,16 +44,21 @@ class WelcomePage(BasePage):
 
     def initializePage(self) -> None:
         self.list.clear()
+        self._ids = []
         for s in self.ctx.projects.summaries():
             when = datetime.datetime.fromtimestamp(s.updated).strftime("%Y-%m-%d %H:%M")
             pair = f"{s.source or '?'} → {s.target or '?'}"
-            item = QListWidgetItem(f"{s.name}    ({pair}, last changed {when})")
-            item.setData(Qt.ItemDataRole.UserRole, s.id)
-            self.list.addItem(item)
+            self.list.addItem(QListWidgetItem(f"{s.name}    ({pair}, last changed {when})"))
+            self._ids.append(s.id)
         self.resume.setEnabled(self.list.count() > 0)
         if self.list.count():
             self.list.setCurrentRow(0)
         self._sync()
+
+    @property
+    def project_ids(self) -> list[str]:
+        """The saved projects' ids, in the order the list shows them."""
+        return list(self._ids)
 
     def _sync(self) -> None:
         self.name.setEnabled(self.new.isChecked())
@@ -73,8 +78,7 @@ class WelcomePage(BasePage):
                 project.data["cloud"] = self.ctx.endpoints.name
                 project.save()
             else:
-                item = self.list.currentItem()
-                project = self.ctx.projects.open(str(item.data(Qt.ItemDataRole.UserRole)))
+                project = self.ctx.projects.open(self._ids[self.list.currentRow()])
         except ProjectError as exc:
             self.status.set_idle(str(exc))
             return False
