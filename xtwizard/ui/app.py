@@ -121,11 +121,13 @@ def run_wizard(endpoints: CloudEndpoints, *, demo: bool = False, data_dir: Path 
                      open_browser=SystemBrowser(), demo=demo, client_id=client_id)
     wizard = MigrationWizard(ctx, lazy=True)
 
+    warming = threading.Thread(target=warm_up, name="xtwizard-warm-up", daemon=True)
+
     def after_first_paint() -> None:
         if first_paint is not None:
             first_paint()
         wizard.add_pages()
-        threading.Thread(target=warm_up, name="xtwizard-warm-up", daemon=True).start()
+        warming.start()
 
     probe = _FirstPaint(after_first_paint)
     wizard.welcome.installEventFilter(probe)
@@ -136,4 +138,6 @@ def run_wizard(endpoints: CloudEndpoints, *, demo: bool = False, data_dir: Path 
         if ctx.workspace is not None:
             runner.submit(ctx.workspace.aclose)
         runner.shutdown()
+        if warming.is_alive():  # closed within a second of starting: let the imports finish, or the interpreter's
+            warming.join(30)    # shutdown can crash inside a half-imported extension module (seen as SIGSEGV)
         undo()
