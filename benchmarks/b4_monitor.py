@@ -5,8 +5,8 @@
 * The GUI thread's worst stall and peak memory: the Monitor page's own 10,000-user test
   (tests/gui/test_batches_pages.py::test_monitor_stays_responsive_with_ten_thousand_users: the wizard, the
   Monitor page, a timer on the GUI thread that records the longest gap between its 10 ms ticks while a refresh
-  runs and shows) in a child process; peak memory is that process's peak resident set, which also holds the
-  in-process sandbox (about 115 MB for this scenario, docs/sandbox/exchange.md) and pytest: an upper bound for
+  runs and shows) in a child process; peak memory is that process's peak resident set: the app, pytest and the
+  test fixture's small demo sandbox (the 10,000-user sandbox runs in a process of its own): an upper bound for
   the app."""
 
 from __future__ import annotations

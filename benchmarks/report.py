@@ -41,7 +41,7 @@ def _b4(r: dict[str, Any]) -> str:
     cpu = f", the GUI thread's own CPU for showing it {r['gui_cpu_ms']} ms" if r.get("gui_cpu_ms") is not None else ""
     return (f"{r['users']:,} users: **{r['requests_per_refresh']} requests** per refresh (goal ≤ "
             f"{r['requests_goal']}); worst GUI-thread stall during a refresh **{r['worst_stall_ms']} ms** (goal ≤ "
-            f"{r['stall_goal_ms']}){cpu}; peak resident memory of the test process (app + sandbox + pytest) "
+            f"{r['stall_goal_ms']}){cpu}; peak resident memory of the test process (app + pytest; the 10,000-user sandbox runs apart) "
             f"**{r['peak_rss_mb']} MB** (goal ≤ {r['rss_goal_mb']})")
 
 
