@@ -154,15 +154,10 @@ class BatchEngine:
 
     # --- waves ------------------------------------------------------------------------------------------------
     def ready_users(self) -> list[WaveUser]:
-        """The users the users engine found ready (with their delegates), else the saved mapping."""
+        """The users whose last readiness check passed (with their delegates): nobody else goes into a batch."""
         from ..users import engine as users
 
-        try:
-            return self.wave_users(users.ready_users(self.ctx.project))
-        except NotImplementedError:  # the users engine not there yet: the saved mapping, unchecked
-            mapping = self.ctx.project.data.get("users", {}).get("mapping") or []
-            return [WaveUser(str(r["source"]), str(r["target"])) for r in mapping
-                    if isinstance(r, dict) and r.get("source") and r.get("target")]
+        return self.wave_users(users.ready_users(self.ctx.project))
 
     @staticmethod
     def wave_users(rows: Sequence[MappedUser]) -> list[WaveUser]:
@@ -240,11 +235,7 @@ class BatchEngine:
     def delivery_domain(self) -> str:
         from ..users import engine as users
 
-        try:
-            domain = users.delivery_domain(self.ctx.project)
-        except NotImplementedError:
-            domain = ""
-        return domain or str(self.ctx.identities["target"].initial_domain)
+        return users.delivery_domain(self.ctx.project) or str(self.ctx.identities["target"].initial_domain)
 
     def endpoint_name(self) -> str:
         """The migration endpoint the setup made or adopted (from the journal)."""
