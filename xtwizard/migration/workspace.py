@@ -22,6 +22,7 @@ from ..cloud.graph import GraphClient, find_cross_tenant_migration_skus
 from ..cloud.http import HttpPolicy
 from ..cloud.service import ServiceError, session_token_provider
 from ..cloud.tokenstore import TokenStore
+from . import Progress
 from .prereqs import Check, TenantFacts, evaluate
 from .project import MigrationProject
 
@@ -31,7 +32,6 @@ CONTRIBUTOR_ROLE = "b24988ac-6180-42a0-ab88-20f7382dd24c"
 USER_ACCESS_ADMIN_ROLE = "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9"
 EXCHANGE_RESOURCE_APP = "00000002-0000-0ff1-ce00-000000000000"
 
-Progress = Callable[[int, int, str], None]
 
 SLOTS = ("target", "source")
 

@@ -15,9 +15,8 @@ import datetime
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
-from ...cloud.endpoints import CloudEndpoints
 from ...cloud.exchange import (
     ExchangeClient,
     ExchangeError,
@@ -29,8 +28,10 @@ from ...cloud.exchange import (
 from ...cloud.graph import GraphClient
 from ...cloud.http import NetworkUnavailable
 from ...cloud.service import ServiceError
+from .. import Progress
 from ..problems import Problem, explain, explain_move_failure
-from ..project import JournalEntry, MigrationProject
+from ..project import JournalEntry
+from ..setup.engine import SetupContext, SetupEngine
 from ..setup.journal import TEARDOWN_STEP, SetupJournal
 from ..setup.model import ApplyResult, Change, Plan
 from .model import (
@@ -46,7 +47,6 @@ from .model import (
     WaveUser,
 )
 
-Progress = Callable[[int, int, str], None]
 T = TypeVar("T")
 
 
@@ -58,16 +58,9 @@ class BatchProblem(Exception):
         self.problem = problem
 
 
-class BatchContext(Protocol):
-    """What the engine needs from the app (the Workspace provides it; tests provide a light one)."""
-
-    endpoints: CloudEndpoints
-    project: MigrationProject
-
-    @property
-    def identities(self) -> dict[str, Any]: ...
-    def graph(self, slot: str) -> GraphClient: ...
-    def exchange(self, slot: str) -> ExchangeClient: ...
+# What the engine needs from the app: the setup's context (the Workspace provides it; tests a light one).  The
+# teardown undoes the setup, Azure included, so it needs everything the setup does.
+BatchContext = SetupContext
 
 
 # Percent shown for each stage when only list calls were made ([U] Get-MigrationUser carries no percentage;
@@ -1245,9 +1238,7 @@ class BatchEngine:
                       f"registration '{app.display_name}'", now, back)
 
     def _vault_certificates(self, vault_name: str) -> Any:
-        from ..setup.engine import SetupEngine
-
-        return SetupEngine(self.ctx).vault_certificates(vault_name)  # type: ignore[arg-type]
+        return SetupEngine(self.ctx).vault_certificates(vault_name)
 
     @staticmethod
     async def _exists(read: Callable[[], Awaitable[Any]]) -> Any:
@@ -1376,7 +1367,7 @@ class BatchEngine:
             await tg.set_key_credentials(app_id, keep)
         elif c.key.startswith("deleted-vault:"):
             where = facts["purge"][name]
-            await self.ctx.arm("target").purge_deleted_vault(  # type: ignore[attr-defined]
+            await self.ctx.arm("target").purge_deleted_vault(
                 where["subscription"], where["location"], where["name"])
         elif c.key in ("resource-group", "vault", "vault-admin-role", "vault-exchange-role", "certificate"):
             await self._teardown_vault(c.key, created, known)
@@ -1390,7 +1381,7 @@ class BatchEngine:
 
     async def _teardown_vault(self, key: str, created: dict[str, dict[str, Any]],
                               known: dict[str, dict[str, Any]]) -> None:
-        arm = self.ctx.arm("target")  # type: ignore[attr-defined]
+        arm = self.ctx.arm("target")
         rec = created[key]
         subscription, group, name = self._vault_place(created, known)
         if key == "resource-group":

@@ -42,6 +42,7 @@ from ...cloud.graph import (
 )
 from ...cloud.keyvault import KeyVaultCertificates, KeyVaultError, TokenProviderCredential, VaultCertificate
 from ...cloud.service import ServiceError, TokenProvider
+from .. import Progress
 from ..problems import Problem, explain
 from ..project import MigrationProject
 from .journal import VAULT_KEYS, SetupJournal, is_removal
@@ -84,7 +85,6 @@ TOUCHES: dict[str, tuple[str, ...]] = {
     **{key: ("vault",) for key in VAULT_KEYS}, "app-certificate": ("app-certificate",),
 }
 
-Progress = Callable[[int, int, str], None]
 Sleep = Callable[[float], Awaitable[None]]
 T = TypeVar("T")
 

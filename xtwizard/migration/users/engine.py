@@ -32,6 +32,7 @@ from ...cloud.exchange import (
 )
 from ...cloud.http import NetworkUnavailable
 from ...cloud.service import ServiceError
+from .. import Progress
 from ..problems import Problem, explain, explain_move_failure
 from ..project import MigrationProject
 from ..setup.journal import SetupJournal
@@ -61,7 +62,6 @@ from .model import (
     UserReadiness,
 )
 
-Progress = Callable[[int, int, str], None]
 Sleep = Callable[[float], Awaitable[None]]
 T = TypeVar("T")
 

@@ -40,6 +40,7 @@ from ..widgets import button, label
 from .base import BasePage
 
 if TYPE_CHECKING:
+    from ...migration import Progress
     from ...migration.setup.model import Check, Plan
     from ...migration.users import (
         MappingRow,
@@ -50,7 +51,6 @@ if TYPE_CHECKING:
         UserEngine,
         UserReadiness,
     )
-    from ...migration.workspace import Progress
 
 # Mnemonics the wizard and the status panel already use on every page: &Back, &Next, &Finish, &Help, &Cancel,
 # &Retry, Copy &details, Open &log folder.  The pages below pick other letters.
