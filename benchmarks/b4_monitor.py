@@ -37,25 +37,10 @@ STALL_GOAL_MS = 100
 RSS_GOAL_MB = 400
 
 
-def big_scenario(users: int) -> dict[str, Any]:
-    """`users` migration users in batches of 2,000 (the same shape as the Monitor page's test)."""
-    data = scenario(users)
-    source, target = data["tenants"]
-    addresses = [u["userPrincipalName"] for u in target["users"] if "mailbox" in u]
-    target["exchange"] = {**target.get("exchange", {}), "migrationEndpoints": [
-        {"Name": "Big", "RemoteServer": "outlook.office.com", "RemoteTenant": source["initialDomain"],
-         "ApplicationId": "00000000-0000-0000-0000-0000000000ab"}],
-        "migrationBatches": [{"Name": f"Wave {i + 1}", "SourceEndpoint": "Big",
-                              "TargetDeliveryDomain": target["initialDomain"],
-                              "users": addresses[i * 2000:(i + 1) * 2000]}
-                             for i in range(math.ceil(len(addresses) / 2000))]}
-    return data
-
-
 def requests_per_refresh(users: int) -> tuple[int, int]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "big.json"
-        path.write_text(json.dumps(big_scenario(users)))
+        path.write_text(json.dumps(scenario(users, batch_size=2000)))
         with Sandbox(str(path)) as sb:
             project = new_project(Path(tmp))
 

@@ -415,15 +415,8 @@ def big_tenants(tmp_path):
     process would build its 10,000-row answers on this process's GIL).  Yields (ready line, target addresses)."""
     from xtwizard.sandbox.generate import scenario
 
-    data = scenario(10_000)
-    source, target = data["tenants"]
-    addresses = [u["userPrincipalName"] for u in target["users"] if "mailbox" in u]
-    target["exchange"] = {**target.get("exchange", {}), "migrationEndpoints": [
-        {"Name": "Big", "RemoteServer": "outlook.office.com", "RemoteTenant": source["initialDomain"],
-         "ApplicationId": "00000000-0000-0000-0000-0000000000ab"}],
-        "migrationBatches": [{"Name": f"Wave {i + 1}", "SourceEndpoint": "Big",
-                              "TargetDeliveryDomain": target["initialDomain"],
-                              "users": addresses[i * 2000:(i + 1) * 2000]} for i in range(5)]}
+    data = scenario(10_000, batch_size=2000)
+    addresses = [u["userPrincipalName"] for u in data["tenants"][1]["users"] if "mailbox" in u]
     path = tmp_path / "big.json"
     path.write_text(json.dumps(data))
     errors = tmp_path / "sandbox.err"

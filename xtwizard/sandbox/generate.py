@@ -4,7 +4,9 @@
 
 `scenario(n)` returns the same dict for tests and benchmarks.  Every user is licensed, in the scope group and
 correctly prepared, so a benchmark measures the wizard and the sandbox, not planted failures; `problems=k`
-plants k users of each kind the demo scenario tells stories about.
+plants k users of each kind the demo scenario tells stories about; `batch_size=m` also puts every target
+MailUser into migration batches of m ("Wave 1", "Wave 2", …, not started) behind a migration endpoint, as the
+monitoring tests and benchmark need.
 """
 
 from __future__ import annotations
@@ -25,7 +27,22 @@ SOURCE_ID = "1a2b3c4d-0000-4000-8000-00000000a001"
 TARGET_ID = "1a2b3c4d-0000-4000-8000-00000000b002"
 
 
-def scenario(mailboxes: int, *, problems: int = 0, seed: int = 7) -> dict[str, Any]:
+def scenario(mailboxes: int, *, problems: int = 0, seed: int = 7, batch_size: int = 0) -> dict[str, Any]:
+    data = _scenario(mailboxes, problems=problems, seed=seed)
+    if batch_size:
+        source, target = data["tenants"]
+        addresses = [u["userPrincipalName"] for u in target["users"] if "mailbox" in u]
+        target["exchange"] = {**target.get("exchange", {}), "migrationEndpoints": [
+            {"Name": "Big", "RemoteServer": "outlook.office.com", "RemoteTenant": source["initialDomain"],
+             "ApplicationId": "00000000-0000-0000-0000-0000000000ab"}],
+            "migrationBatches": [{"Name": f"Wave {n + 1}", "SourceEndpoint": "Big",
+                                  "TargetDeliveryDomain": target["initialDomain"],
+                                  "users": addresses[start:start + batch_size]}
+                                 for n, start in enumerate(range(0, len(addresses), batch_size))]}
+    return data
+
+
+def _scenario(mailboxes: int, *, problems: int, seed: int) -> dict[str, Any]:
     rnd = random.Random(seed)
     src_users: list[dict[str, Any]] = [
         {"userPrincipalName": "admin@contosobig.onmicrosoft.com", "displayName": "Source Admin",
@@ -90,8 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mailboxes", type=int, default=5000)
     ap.add_argument("--problems", type=int, default=0, help="plant this many users of each failure kind")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--batch-size", type=int, default=0, help="also put the target users into batches of this size")
     args = ap.parse_args(argv)
-    json.dump(scenario(args.mailboxes, problems=args.problems, seed=args.seed), sys.stdout, separators=(",", ":"))
+    json.dump(scenario(args.mailboxes, problems=args.problems, seed=args.seed, batch_size=args.batch_size),
+              sys.stdout, separators=(",", ":"))
     sys.stdout.write("\n")
     return 0
 
