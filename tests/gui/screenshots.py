@@ -7,9 +7,11 @@ The README shows the result.  tests/gui/test_screenshots.py runs this too, so it
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import keyring.backends.fail
@@ -69,15 +71,19 @@ def render(out: Path, palettes: tuple[str, ...] = ("light", "dark")) -> list[Pat
     return written
 
 
-def _render_palette(app: QApplication, out: Path, palette: str) -> list[Path]:
-    written: list[Path] = []
+@contextlib.contextmanager
+def _session(app: QApplication, out: Path, palette: str, written: list[Path],
+             before: Callable[[Sandbox, AppContext], object]) -> Iterator[tuple[Sandbox, Path, MigrationWizard,
+                                                                               UserAtBrowser, Callable[[str], None]]]:
+    """The demo sandbox, a rehearsal context prepared by `before`, and the wizard shown; `shot(label)` saves it.
+    Afterwards the wizard is closed and its workspace and runner shut down."""
     with Sandbox("demo") as sb, tempfile.TemporaryDirectory() as tmp:
         user = UserAtBrowser(sb.ca_path)
         runner = AsyncRunner()
         ctx = AppContext(endpoints=sandbox_endpoints(sb.info), runner=runner, data_dir=Path(tmp) / "data",
                          log_dir=Path(tmp) / "logs", open_browser=user, demo=True,
                          keyring_backend=keyring.backends.fail.Keyring())
-        ctx.projects.create("Contoso to Fabrikam (rehearsal from last week)")
+        before(sb, ctx)
         w = MigrationWizard(ctx)
         w.show()
 
@@ -87,6 +93,25 @@ def _render_palette(app: QApplication, out: Path, palette: str) -> list[Path]:
             w.grab().save(str(path))
             written.append(path)
 
+        try:
+            yield sb, Path(tmp), w, user, shot
+        finally:
+            w.close()
+            runner.cancel_all()
+            workspace = ctx.workspace
+            if workspace is not None:
+                op = runner.submit(workspace.aclose)
+                _wait(app, lambda: not op.running, 5)
+            runner.shutdown()
+
+
+def _render_palette(app: QApplication, out: Path, palette: str) -> list[Path]:
+    written: list[Path] = []
+
+    def earlier_project(sb: Sandbox, ctx: AppContext) -> None:
+        ctx.projects.create("Contoso to Fabrikam (rehearsal from last week)")
+
+    with _session(app, out, palette, written, earlier_project) as (sb, _tmp, w, user, shot):
         w.welcome.name.setText("Northwind to Fabrikam")
         shot("1-welcome")
         w.button(QWizard.WizardButton.NextButton).click()
@@ -142,13 +167,6 @@ def _render_palette(app: QApplication, out: Path, palette: str) -> list[Path]:
         shot("11-readiness")
         w.readiness.fix_btn.click()
         shot("12-readiness-fixes")
-        w.close()
-        runner.cancel_all()
-        workspace = ctx.workspace
-        if workspace is not None:
-            op = runner.submit(workspace.aclose)
-            _wait(app, lambda: not op.running, 5)
-        runner.shutdown()
     return written
 
 
@@ -159,21 +177,7 @@ def _render_run_pages(app: QApplication, out: Path, palette: str) -> list[Path]:
     from tests.gui.test_batches_pages import ready_workspace
 
     written: list[Path] = []
-    with Sandbox("demo") as sb, tempfile.TemporaryDirectory() as tmp:
-        runner = AsyncRunner()
-        ctx = AppContext(endpoints=sandbox_endpoints(sb.info), runner=runner, data_dir=Path(tmp) / "data",
-                         log_dir=Path(tmp) / "logs", open_browser=UserAtBrowser(sb.ca_path), demo=True,
-                         keyring_backend=keyring.backends.fail.Keyring())
-        ready_workspace(sb, ctx)
-        w = MigrationWizard(ctx)
-        w.show()
-
-        def shot(label: str) -> None:
-            app.processEvents()
-            path = out / f"{label}-{palette}.png"
-            w.grab().save(str(path))
-            written.append(path)
-
+    with _session(app, out, palette, written, ready_workspace) as (sb, tmp, w, _user, shot):
         w.setStartId(next(i for i in w.pageIds() if w.page(i) is w.launch))
         w.restart()
         w.launch.emails.setText("it@fabrikam.example")
@@ -194,19 +198,12 @@ def _render_run_pages(app: QApplication, out: Path, palette: str) -> list[Path]:
         shot("14-monitor")
         w.button(QWizard.WizardButton.NextButton).click()
         finish = w.finish
-        finish.folder.setText(str(Path(tmp) / "reports"))
+        finish.folder.setText(str(tmp / "reports"))
         finish.write_reports()
         _wait(app, lambda: bool(finish.written), 60)
         finish.plan_teardown()
         _wait(app, lambda: finish.plan is not None, 60)
         shot("15-finish")
-        w.close()
-        runner.cancel_all()
-        workspace = ctx.workspace
-        if workspace is not None:
-            op = runner.submit(workspace.aclose)
-            _wait(app, lambda: not op.running, 5)
-        runner.shutdown()
     return written
 
 if __name__ == "__main__":
